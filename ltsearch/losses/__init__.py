@@ -1,0 +1,39 @@
+"""Registered losses; ``build_loss(name, class_counts, **params)``.
+
+Every loss is an ``LTLoss`` (``forward(logits, target) -> scalar``, mean over the batch) whose
+docstring gives its formula and paper. Losses that depend on training progress or on per-class
+accuracy implement ``set_progress(p)`` / ``update(per_class_acc)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Sequence
+
+import torch
+
+from ltsearch.errors import UserError
+from ltsearch.losses.base import LTLoss, class_balanced_weights, counts_tensor
+from ltsearch.registry import LOSSES, check_kwargs
+
+for _mod in pkgutil.iter_modules(__path__):  # one module per loss family, each registers itself
+    if _mod.name != "base":
+        importlib.import_module(f"{__name__}.{_mod.name}")
+
+
+def check_loss_params(name: str, params: dict[str, Any], where: str = "method") -> None:
+    cls = LOSSES.get(name, where=f"{where}.loss")
+    check_kwargs(cls.__init__, params, where, skip=2)
+
+
+def build_loss(name: str, class_counts: Sequence[int] | torch.Tensor, where: str = "method", **params: Any) -> LTLoss:
+    """Build loss ``name`` for these training class counts (parameters checked by name)."""
+    check_loss_params(name, params, where)
+    try:
+        return LOSSES.get(name)(class_counts, **params)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{where}: loss {name!r}: {err}") from None
+
+
+__all__ = ["LTLoss", "build_loss", "check_loss_params", "class_balanced_weights", "counts_tensor"]

@@ -1,0 +1,93 @@
+"""``single``: one network, any registered loss, with the usual single-branch re-balancing options.
+
+Parameters (YAML ``method:``): ``loss`` and that loss's own parameters as siblings (e.g.
+``{name: single, loss: ldam, max_m: 0.5, s: 30}``); ``sampler`` (instance); deferred re-weighting
+``drw_epoch`` (class-balanced weights with ``drw_beta`` from that epoch on, Cao et al. 2019 use 160
+of 200 and β = 0.9999); deferred re-sampling ``drs_epoch`` with ``drs_sampler``; ``mixup_alpha``
+(> 0 turns on mixup, Zhang et al. 2018); ``posthoc_tau`` (logit adjustment at inference,
+z − τ·log π, Menon et al. 2021).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ltsearch.losses import build_loss, check_loss_params, class_balanced_weights
+from ltsearch.methods.base import Method, MethodContext, Stream
+from ltsearch.registry import METHODS, SAMPLERS
+
+
+class SingleParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    loss: str = "ce"
+    sampler: str = "instance"
+    drw_epoch: int | None = Field(None, ge=0)
+    drw_beta: float = Field(0.9999, ge=0, lt=1)
+    drs_epoch: int | None = Field(None, ge=0)
+    drs_sampler: str = "class_balanced"
+    mixup_alpha: float = Field(0.0, ge=0)
+    posthoc_tau: float = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> "SingleParams":
+        check_loss_params(self.loss, self.loss_params(), where="experiment.method")
+        for key in ("sampler", "drs_sampler"):
+            SAMPLERS.get(getattr(self, key), where=f"experiment.method.{key}")
+        return self
+
+    def loss_params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+@METHODS.register("single")
+class Single(Method):
+    Params = SingleParams
+    name = "single"
+
+    def __init__(self, params: SingleParams, ctx: MethodContext):
+        super().__init__(params, ctx)
+        head = ctx.model_head if ctx.model_head != "auto" else ("normed" if params.loss == "ldam" else "linear")
+        self.net = ctx.build_model(head)
+        self.loss_fn = build_loss(params.loss, ctx.class_counts, where="experiment.method", **params.loss_params())
+        prior = torch.tensor(ctx.class_counts, dtype=torch.float32)
+        self.register_buffer("log_prior", (prior / prior.sum()).log())
+        self.register_buffer("drw_weights", class_balanced_weights(ctx.class_counts, params.drw_beta))
+        self._mix_gen = torch.Generator().manual_seed(ctx.seed + 7)
+
+    def streams(self, epoch: int) -> dict[str, Stream]:
+        p = self.params
+        sampler = p.drs_sampler if p.drs_epoch is not None and epoch >= p.drs_epoch else p.sampler
+        return {"main": Stream(sampler=sampler)}
+
+    def on_epoch_start(self, epoch: int, progress: float) -> None:
+        p = self.params
+        on = p.drw_epoch is not None and epoch >= p.drw_epoch
+        self.loss_fn.set_weight(self.drw_weights if on else None)
+        self.loss_fn.set_progress(progress)
+
+    def on_epoch_end(self, epoch: int, val_report: Any) -> None:
+        self.loss_fn.update(val_report.per_class_acc)
+
+    def schedule_values(self, progress: float) -> dict[str, float]:
+        return {"drw_on": float(self.loss_fn.weight is not None)}
+
+    def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
+        x, y = batch["main"]["weak"], batch["main"]["y"]
+        if self.params.mixup_alpha > 0:
+            lam = float(torch.distributions.Beta(self.params.mixup_alpha, self.params.mixup_alpha).sample())
+            perm = torch.randperm(x.shape[0], generator=self._mix_gen).to(x.device)
+            logits = self.net(lam * x + (1 - lam) * x[perm])
+            loss = lam * self.loss_fn(logits, y) + (1 - lam) * self.loss_fn(logits, y[perm])
+        else:
+            logits = self.net(x)
+            loss = self.loss_fn(logits, y)
+        return {"loss": loss}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        if self.params.posthoc_tau:
+            logits = logits - self.params.posthoc_tau * self.log_prior.to(logits.dtype)
+        return logits

@@ -1,0 +1,81 @@
+"""One tiny registry per kind of extension point (datasets, models, samplers, ...).
+
+    @LOSSES.register("ldam")
+    class LDAMLoss(nn.Module): ...
+
+    LOSSES.get("ldam", where="method.loss")   # unknown -> UserError listing known names
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable, Iterator
+
+from ltsearch.errors import UserError
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(obj: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._items:
+                first = self._items[name]
+                raise KeyError(
+                    f"{self.kind} {name!r} is already registered by "
+                    f"{first.__module__}.{first.__qualname__}"
+                )
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str, where: str | None = None) -> Callable[..., Any]:
+        try:
+            return self._items[name]
+        except KeyError:
+            pass
+        close = difflib.get_close_matches(str(name), self._items, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        loc = f"{where}: " if where else ""
+        raise UserError(
+            f"{loc}unknown {self.kind} {name!r}{hint}; known: {', '.join(sorted(self._items))}"
+        ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def check_kwargs(fn: Callable[..., Any], params: dict[str, Any], where: str, skip: int = 0) -> None:
+    """Raise a UserError naming ``where.<key>`` for keyword arguments ``fn`` does not take.
+
+    ``skip`` leading positional parameters (e.g. ``class_counts``) are not user-settable.
+    """
+    sig = inspect.signature(fn)
+    names = [p for p in list(sig.parameters)[skip:] if p not in ("self", "args", "kwargs")]
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    for key in params:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(names) or "none"
+            raise UserError(f"{where}.{key}: unknown parameter{hint}; allowed: {known}")
+
+
+DATASETS = Registry("dataset")
+MODELS = Registry("model")
+SAMPLERS = Registry("sampler")
+LOSSES = Registry("loss")
+SCHEDULES = Registry("schedule")
+METHODS = Registry("method")
+AUGMENTS = Registry("augmentation")

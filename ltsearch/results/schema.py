@@ -1,0 +1,77 @@
+"""Explicit pyarrow schemas of the three results datasets (version ``SCHEMA_VERSION``).
+
+``trials``: one row per trial (ok / failed / stopped) with its searched parameters as columns
+named by dotted path (``method.gamma``), typed from the search space so every file of a run agrees.
+``epochs``: one row per trained epoch. ``per_class``: one row per class of a finished trial.
+Accuracies are percentages; an empty many/medium/few group is null (NaN), never 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+_F, _I, _S = pa.float64(), pa.int64(), pa.string()
+
+TRIAL_FIELDS = [
+    ("trial_id", _S), ("sweep", _S), ("status", _S), ("error", _S), ("method", _S), ("loss", _S), ("dataset", _S),
+    ("arch", _S), ("imbalance", _F), ("seed", _I), ("epochs", _I), ("epochs_done", _I),
+    ("val_acc", _F), ("val_many", _F), ("val_medium", _F), ("val_few", _F),
+    ("test_acc", _F), ("test_many", _F), ("test_medium", _F), ("test_few", _F),
+    ("train_seconds", _F), ("checkpoint_rule", _S), ("tested_epoch", _I), ("subset_hash", _S),
+    ("train_images", _I), ("num_classes", _I), ("config_key", _S), ("config_json", _S),
+    ("device", _S), ("workers", _I), ("ltsearch_version", _S), ("torch_version", _S), ("ray_version", _S),
+    ("git_commit", _S), ("finished_at", _S), ("schema_version", _I),
+]
+
+# Schedule values recorded per epoch; methods report them by these names (others go to
+# ``schedules_json``). Add a name here when a method records a new one.
+SCHEDULE_COLUMNS = ("alpha", "lambda", "drw_on", "drs_on", "hl_on", "gra_strength", "kd_on")
+
+EPOCH_FIELDS = [
+    ("trial_id", _S), ("stage", _S), ("epoch", _I), ("train_loss", _F), ("lr", _F), ("seconds", _F),
+    ("val_acc", _F), ("val_many", _F), ("val_medium", _F), ("val_few", _F),
+    ("test_acc", _F), ("test_many", _F), ("test_medium", _F), ("test_few", _F),
+    *[(name, _F) for name in SCHEDULE_COLUMNS], ("schedules_json", _S),
+]
+
+PER_CLASS_FIELDS = [
+    ("trial_id", _S), ("class_index", _I), ("train_count", _I), ("split", _S), ("test_acc", _F), ("val_acc", _F),
+    ("weight_norm", _F),
+]
+
+
+def _meta() -> dict[bytes, bytes]:
+    return {b"ltsearch_schema_version": str(SCHEMA_VERSION).encode()}
+
+
+def param_type(values: Iterable[Any], kind: str) -> pa.DataType:
+    """Arrow type of a searched parameter, from its distribution (so all trials agree)."""
+    if kind in ("uniform", "loguniform"):
+        return _F
+    if kind == "int":
+        return _I
+    vals = list(values)
+    if vals and all(isinstance(v, bool) for v in vals):
+        return pa.bool_()
+    if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+        return _I
+    if vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+        return _F
+    return _S
+
+
+def trials_schema(param_types: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    extra = [(k, t) for k, t in sorted((param_types or {}).items()) if k not in dict(TRIAL_FIELDS)]
+    return pa.schema(TRIAL_FIELDS + extra, metadata=_meta())
+
+
+def epochs_schema() -> pa.Schema:
+    return pa.schema(EPOCH_FIELDS, metadata=_meta())
+
+
+def per_class_schema() -> pa.Schema:
+    return pa.schema(PER_CLASS_FIELDS, metadata=_meta())

@@ -1,0 +1,379 @@
+"""The YAML spec as pydantic models, and ``load_spec(path, overrides)``.
+
+A spec has a ``name``, an ``experiment`` (what one trial trains), a ``search`` (what Ray Tune
+explores) and ``resources`` (what one trial gets). Unknown keys are errors; every error names its
+dotted key path and the allowed values, and surfaces as a :class:`UserError` (exit code 2).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ltsearch.errors import UserError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitSpec(Strict):
+    """Many-shot: train count > ``many``; few-shot: count < ``few``; medium: the rest."""
+
+    many: int = 100
+    few: int = 20
+
+
+class DataSpec(Strict):
+    dataset: str = "digits"
+    imbalance: float = Field(100.0, ge=1.0)
+    profile: Literal["exp", "step"] = "exp"
+    root: str | None = None
+    subset_seed: int = 0
+    max_per_class: int | None = None
+    val_per_class: int | None = None
+    splits: SplitSpec = SplitSpec()
+    options: dict[str, Any] = {}
+
+
+class ModelSpec(Strict):
+    arch: str = "small_cnn"
+    head: Literal["auto", "linear", "normed"] = "auto"
+    options: dict[str, Any] = {}
+
+
+class MethodSpec(BaseModel):
+    """``name`` picks the method; the remaining keys are that method's parameters, validated by
+    the method's own ``Params`` model (see ``ltsearch.methods``)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "single"
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OptimSpec(Strict):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(2e-4, ge=0)
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(200, ge=1)
+    warmup: int = Field(5, ge=0)
+    lr_schedule: Literal["step", "cosine", "constant"] = "step"
+    milestones: list[int] = [160, 180]
+    lr_decay: float = Field(0.01, gt=0, le=1)
+
+
+class EvalSpec(Strict):
+    checkpoint_rule: Literal["last", "best_val"] = "last"
+    test_every: int = Field(0, ge=0)
+    batch_size: int = Field(512, ge=1)
+
+
+class ExperimentSpec(Strict):
+    data: DataSpec = DataSpec()
+    model: ModelSpec = ModelSpec()
+    method: MethodSpec = MethodSpec()
+    optim: OptimSpec = OptimSpec()
+    eval: EvalSpec = EvalSpec()
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+_DIST_KEYS = ("grid", "choice", "uniform", "loguniform", "int")
+
+
+class Dist(Strict):
+    """One searched parameter: exactly one of grid / choice / uniform / loguniform / int."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    grid: list[Any] | None = None
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    int_: tuple[int, int] | None = Field(None, alias="int")
+    when: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Dist":
+        given = [k for k in _DIST_KEYS if self.values_for(k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(_DIST_KEYS)} (got {given or 'none'})")
+        if self.loguniform is not None and min(self.loguniform) <= 0:
+            raise ValueError("loguniform bounds must be > 0")
+        for k in ("uniform", "loguniform", "int_"):
+            lo_hi = getattr(self, k)
+            if lo_hi is not None and lo_hi[0] >= lo_hi[1]:
+                raise ValueError(f"{k.rstrip('_')}: lower bound must be below upper bound")
+        for k in ("grid", "choice"):
+            if getattr(self, k) == []:
+                raise ValueError(f"{k}: give at least one value")
+        return self
+
+    def values_for(self, key: str) -> Any:
+        return getattr(self, "int_" if key == "int" else key)
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in _DIST_KEYS if self.values_for(k) is not None)
+
+    def example(self) -> Any:
+        """A value from the distribution, used to check the key path at load time."""
+        v = self.values_for(self.kind)
+        return v[0] if self.kind in ("grid", "choice") else (v[0] if self.kind == "int" else float(v[0]))
+
+    def candidates(self) -> list[Any]:
+        """Values that must all validate: every grid/choice value, or the bounds."""
+        return list(self.values_for(self.kind))
+
+
+class SearchSpec(Strict):
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    sampler: Literal["tpe", "cmaes", "gp", "random"] = "tpe"
+    space: dict[str, Dist] = {}
+    seeds: list[int] = [0]
+    num_samples: int = Field(1, ge=1)
+    metric: str = "val_acc"
+    mode: Literal["max", "min"] = "max"
+    scheduler: Literal["none", "asha"] = "none"
+    grace_period: int | None = Field(None, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+    max_concurrent: int | None = Field(None, ge=1)
+    max_failures: int = Field(0, ge=0)
+    seed: int = 0
+    checkpoint_every: int = Field(1, ge=0)
+    reuse_actors: bool = True
+
+    @field_validator("metric")
+    @classmethod
+    def _no_test_metric(cls, v: str) -> str:
+        if v.startswith("test"):
+            raise ValueError(
+                f"{v!r} is a test-set metric; search and selection run on the validation split "
+                "(use val_acc, val_many, val_medium, val_few or train_loss)"
+            )
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("give at least one seed, without repeats")
+        return v
+
+
+class ResourcesSpec(Strict):
+    workers: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+
+
+class Spec(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    experiment: ExperimentSpec = ExperimentSpec()
+    search: SearchSpec = SearchSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree["a"]["b"]["c"] = value`` for ``dotted == "a.b.c"``, creating dicts on the way."""
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        nxt = node.get(k)
+        if nxt is None:
+            nxt = node[k] = {}
+        if not isinstance(nxt, dict):
+            raise UserError(f"{dotted}: {k!r} is a value, not a section; cannot set {dotted}")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def get_path(tree: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = tree
+    for k in dotted.split("."):
+        if not isinstance(node, dict) or k not in node:
+            return default
+        node = node[k]
+    return node
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The pydantic model class that holds the field at ``loc`` (for listing allowed keys)."""
+    model: Any = Spec
+    for part in loc[:-1]:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            continue
+        args = getattr(model, "__args__", ())
+        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def format_validation_error(err: ValidationError, prefix: str = "", root: type[BaseModel] | None = None) -> str:
+    """One line: ``key.path: problem (allowed: ...)`` for each error, joined by '; '."""
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        path = ".".join(([prefix] if prefix else []) + loc)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            holder = (root and _fields_of(root, loc[:-1])) or (_model_at(e["loc"]) if root is None else None)
+            allowed = [f.alias or n for n, f in holder.model_fields.items()] if holder else []
+            close = difflib.get_close_matches(loc[-1], allowed, n=1)
+            msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+            if allowed:
+                msg += f"; allowed: {', '.join(allowed)}"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in e and e["type"] not in ("value_error",):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"{path or '<spec>'}: {msg}")
+    return "; ".join(lines)
+
+
+def _fields_of(root: type[BaseModel], loc: Sequence[str]) -> type[BaseModel] | None:
+    model: Any = root
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        model = field.annotation
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"experiment.optim.lr=0.05"`` -> ``("experiment.optim.lr", 0.05)`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected key=value, e.g. --set experiment.optim.lr=0.05")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def validate_spec_dict(raw: dict[str, Any], source: str = "spec") -> Spec:
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(f"{source}: {format_validation_error(err)}") from None
+    check_experiment(spec.experiment, source=source)
+    for key, dist in spec.search.space.items():
+        for value in dist.candidates():
+            try:
+                resolve_experiment(spec.experiment, {key: value}, source=f"{source}: search.space")
+            except UserError as err:
+                raise UserError(str(err)) from None
+        if dist.when:
+            for wkey in dist.when:
+                if wkey not in spec.search.space and get_path(spec.experiment.model_dump(), wkey) is None:
+                    raise UserError(f"{source}: search.space.{key}.when: {wkey!r} is neither searched nor set")
+    return spec
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    """Read, override (``--set dotted.key=value``) and validate a spec file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: spec file not found (ls search_spaces/ lists the shipped ones)")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{p}:{where}: invalid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{p}: the top level must be a mapping with name/experiment/search/resources")
+    raw.setdefault("name", p.stem)
+    for text in overrides:
+        key, value = parse_override(text)
+        set_path(raw, key, value)
+    return validate_spec_dict(raw, source=str(p))
+
+
+def resolve_experiment(base: ExperimentSpec, params: dict[str, Any], source: str = "") -> ExperimentSpec:
+    """Apply searched ``params`` (dotted paths relative to ``experiment``) and re-validate."""
+    tree = base.model_dump(by_alias=True)
+    for key, value in params.items():
+        if key == "seed" or key.startswith("_"):
+            continue
+        first = key.split(".")[0]
+        if first not in ExperimentSpec.model_fields:
+            close = difflib.get_close_matches(first, list(ExperimentSpec.model_fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(
+                f"{source}.{key}: unknown section {first!r}{hint}; paths start with one of "
+                f"{', '.join(ExperimentSpec.model_fields)} (e.g. method.gamma, optim.lr)"
+            )
+        set_path(tree, key, value)
+    if "seed" in params:
+        tree["seed"] = params["seed"]
+    try:
+        exp = ExperimentSpec.model_validate(tree)
+    except ValidationError as err:
+        raise UserError(f"{source}: {format_validation_error(err, 'experiment', ExperimentSpec)}") from None
+    check_experiment(exp, source=source)
+    return exp
+
+
+def check_experiment(exp: ExperimentSpec, source: str = "spec") -> None:
+    """Check registered names and method parameters (typos fail before any trial starts)."""
+    from ltsearch import build  # noqa: F401  (imports every registry's members)
+    from ltsearch.registry import DATASETS, METHODS, MODELS
+
+    where = f"{source}: experiment" if source else "experiment"
+    DATASETS.get(exp.data.dataset, where=f"{where}.data.dataset")
+    MODELS.get(exp.model.arch, where=f"{where}.model.arch")
+    method_cls = METHODS.get(exp.method.name, where=f"{where}.method.name")
+    method_cls.validate_params(exp.method.params(), where=f"{where}.method")
+    if exp.data.splits.few > exp.data.splits.many:
+        raise UserError(f"{where}.data.splits: few ({exp.data.splits.few}) must not exceed many ({exp.data.splits.many})")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def canonical_json(obj: Any) -> str:
+    def default(o: Any) -> Any:
+        if isinstance(o, float) and math.isnan(o):
+            return "nan"
+        return str(o)
+
+    return json.dumps(obj, sort_keys=True, default=default, separators=(",", ":"))
+
+
+def dump_spec(spec: Spec) -> str:
+    return yaml.safe_dump(copy.deepcopy(spec.model_dump(by_alias=True, exclude_none=True)), sort_keys=False)

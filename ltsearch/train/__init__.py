@@ -1,0 +1,1 @@
+"""The training loop (no Ray here except ``ddp.py``)."""
