@@ -45,7 +45,12 @@ class LTLoss(nn.Module):
         counts = counts_tensor(class_counts)
         self.register_buffer("counts", counts.float())
         self.register_buffer("prior", (counts / counts.sum()).float())
-        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+        # not persistent: DRW sets it per epoch, and a checkpoint taken before the switch must load
+        # into a module after it (and back) without missing/unexpected keys
+        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32),
+                             persistent=False)
+        if self.weight is not None and self.weight.shape != self.counts.shape:
+            raise ValueError(f"weight has {self.weight.numel()} entries for {self.num_classes} classes")
 
     @property
     def num_classes(self) -> int:
@@ -61,10 +66,20 @@ class LTLoss(nn.Module):
         """Per-class validation accuracy after an epoch; most losses ignore it."""
 
     def ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, weight=self.weight)
+        weight = None if self.weight is None else self.weight.to(logits.dtype)
+        return F.cross_entropy(logits, target, weight=weight)
 
-    def weighted_mean(self, per_sample: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.weight is None:
+    def class_weight(self, extra: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The class weight in force: ``extra`` (a loss's own weights) times the DRW ``weight``."""
+        if extra is None or self.weight is None:
+            return self.weight if extra is None else extra
+        return extra * self.weight
+
+    def weighted_mean(self, per_sample: torch.Tensor, target: torch.Tensor,
+                      extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Σ w_y ℓ / Σ w_y with w = :meth:`class_weight` (plain mean when there is none)."""
+        weight = self.class_weight(extra)
+        if weight is None:
             return per_sample.mean()
-        w = self.weight[target]
+        w = weight.to(per_sample.dtype)[target]
         return (w * per_sample).sum() / w.sum()

@@ -55,6 +55,8 @@ class Single(Method):
         prior = torch.tensor(ctx.class_counts, dtype=torch.float32)
         self.register_buffer("log_prior", (prior / prior.sum()).log())
         self.register_buffer("drw_weights", class_balanced_weights(ctx.class_counts, params.drw_beta))
+        self._own_weight = None if self.loss_fn.weight is None else self.loss_fn.weight.clone()
+        self._drw_on = False
         self._mix_gen = torch.Generator().manual_seed(ctx.seed + 7)
 
     def streams(self, epoch: int) -> dict[str, Stream]:
@@ -62,17 +64,21 @@ class Single(Method):
         sampler = p.drs_sampler if p.drs_epoch is not None and epoch >= p.drs_epoch else p.sampler
         return {"main": Stream(sampler=sampler)}
 
+    def drw_on(self, epoch: int) -> bool:
+        """DRW is on from the 0-based ``drw_epoch`` (LDAM-DRW: ``epoch // 160`` picks β = 0.9999)."""
+        return self.params.drw_epoch is not None and epoch >= self.params.drw_epoch
+
     def on_epoch_start(self, epoch: int, progress: float) -> None:
-        p = self.params
-        on = p.drw_epoch is not None and epoch >= p.drw_epoch
-        self.loss_fn.set_weight(self.drw_weights if on else None)
+        self._drw_on = self.drw_on(epoch)
+        if self.params.drw_epoch is not None:  # without DRW, keep the loss's own weight (if any)
+            self.loss_fn.set_weight(self.drw_weights if self._drw_on else self._own_weight)
         self.loss_fn.set_progress(progress)
 
     def on_epoch_end(self, epoch: int, val_report: Any) -> None:
         self.loss_fn.update(val_report.per_class_acc)
 
     def schedule_values(self, progress: float) -> dict[str, float]:
-        return {"drw_on": float(self.loss_fn.weight is not None)}
+        return {"drw_on": float(self._drw_on)}
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         x, y = batch["main"]["weak"], batch["main"]["y"]

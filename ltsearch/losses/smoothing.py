@@ -1,0 +1,78 @@
+"""Label smoothing (Szegedy et al. 2016) and label-aware smoothing (Zhong et al. 2021, MiSLAS)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ltsearch.losses.base import LTLoss
+from ltsearch.registry import LOSSES
+
+SHAPES = ("concave", "linear", "convex")
+
+
+def smoothed_ce(logits: torch.Tensor, target: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Per sample: (1 − ε) (−log p_y) + ε · mean_k(−log p_k), i.e. CE against the target
+    (1 − ε)·onehot(y) + ε/C (``eps`` of shape (B,))."""
+    logp = F.log_softmax(logits, dim=1)
+    nll = -logp.gather(1, target[:, None]).squeeze(1)
+    return (1 - eps) * nll + eps * (-logp.mean(dim=1))
+
+
+def _check_eps(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+@LOSSES.register("label_smooth")
+class LabelSmoothing(LTLoss):
+    """Label-smoothed CE (Szegedy et al. 2016, "Rethinking the Inception Architecture"): CE against
+    (1 − ε)·onehot(y) + ε/C. ``eps``: smoothing ε in [0, 1]; 0 gives CE."""
+
+    def __init__(self, class_counts, eps: float = 0.1, weight=None):
+        super().__init__(class_counts, weight)
+        _check_eps("label_smooth eps", eps)
+        self.eps = float(eps)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        eps = torch.full_like(target, self.eps, dtype=logits.dtype)
+        return self.weighted_mean(smoothed_ce(logits, target, eps), target)
+
+
+@LOSSES.register("label_aware_smooth")
+class LabelAwareSmoothing(LTLoss):
+    """Label-aware smoothing (Zhong et al. 2021, "Improving Calibration for Long-Tailed
+    Recognition", MiSLAS, eq. 5): label smoothing with a class-dependent ε_y, from ``eps_head`` for
+    the most frequent class (N_1) to ``eps_tail`` for the least frequent (N_K). With
+    r = (N_y − N_K)/(N_1 − N_K) ∈ [0, 1]:
+
+    - concave: ε_y = ε_K + (ε_1 − ε_K)·sin(π r / 2)
+    - linear:  ε_y = ε_K + (ε_1 − ε_K)·r
+    - convex:  ε_y = ε_1 + (ε_1 − ε_K)·sin(3π/2 + π r / 2)
+
+    ``eps_head``/``eps_tail``: ε_1, ε_K in [0, 1] (MiSLAS uses 0.4/0.1 on CIFAR-100-LT, 0.1/0.0 on
+    CIFAR-10-LT); ``form``: the mapping above. With all counts equal every class gets ε_1.
+    """
+
+    def __init__(self, class_counts, eps_head: float = 0.4, eps_tail: float = 0.1, form: str = "concave",
+                 weight=None):
+        super().__init__(class_counts, weight)
+        _check_eps("label_aware_smooth eps_head", eps_head)
+        _check_eps("label_aware_smooth eps_tail", eps_tail)
+        if form not in SHAPES:
+            raise ValueError(f"label_aware_smooth form must be one of {', '.join(SHAPES)}, got {form!r}")
+        n = self.counts.double()
+        span = n.max() - n.min()
+        r = (n - n.min()) / span if span > 0 else torch.ones_like(n)
+        if form == "concave":
+            eps = eps_tail + (eps_head - eps_tail) * torch.sin(math.pi * r / 2)
+        elif form == "linear":
+            eps = eps_tail + (eps_head - eps_tail) * r
+        else:
+            eps = eps_head + (eps_head - eps_tail) * torch.sin(1.5 * math.pi + math.pi * r / 2)
+        self.register_buffer("eps", eps.float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.weighted_mean(smoothed_ce(logits, target, self.eps.to(logits.dtype)[target]), target)
