@@ -153,6 +153,7 @@ class SearchSpec(Strict):
     seed: int = 0
     checkpoint_every: int = Field(1, ge=0)
     reuse_actors: bool = True
+    initial: list[dict[str, Any]] = []  # optuna: configurations to evaluate first (points_to_evaluate)
 
     @field_validator("metric")
     @classmethod
@@ -280,6 +281,11 @@ def validate_spec_dict(raw: dict[str, Any], source: str = "spec") -> Spec:
     except ValidationError as err:
         raise UserError(f"{source}: {format_validation_error(err)}") from None
     check_experiment(spec.experiment, source=source)
+    for i, point in enumerate(spec.search.initial):
+        unknown = sorted(set(point) - set(spec.search.space))
+        if unknown:
+            raise UserError(f"{source}: search.initial[{i}]: {unknown[0]!r} is not a key of search.space")
+        resolve_experiment(spec.experiment, point, source=f"{source}: search.initial[{i}]")
     for key, dist in spec.search.space.items():
         for value in dist.candidates():
             try:

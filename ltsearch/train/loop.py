@@ -29,6 +29,7 @@ from ltsearch.methods import Method, MethodContext, Stage, build_method, check_s
 from ltsearch.models import build_model
 from ltsearch.registry import AUGMENTS
 from ltsearch.spec import ExperimentSpec, OptimSpec
+from ltsearch.train import stage_cache as stage_cache_mod
 from ltsearch.train.evaluate import EvalReport, evaluate
 
 
@@ -155,13 +156,17 @@ class Batches:
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """RNG states as tensors and plain Python values (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": random.getstate()}
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in state["python"]))
 
 
 def run_trial(
@@ -171,7 +176,10 @@ def run_trial(
     resume: dict[str, Any] | None = None,
     dist: DistInfo | None = None,
     checkpoint_every: int = 1,
+    stage_cache: str | os.PathLike | bool | None = None,
 ) -> TrialOutput:
+    """Train and evaluate one trial. ``stage_cache``: directory of reusable stage results (None:
+    ``$LTSEARCH_CACHE`` or ``~/.cache/ltsearch/stage1``; False: off), see ``ltsearch.train.stage_cache``."""
     dist = dist or DistInfo()
     t0 = time.perf_counter()
     seed_everything(exp.seed)
@@ -188,6 +196,7 @@ def run_trial(
                         model_head=exp.model.head, seed=exp.seed)
     method = build_method(exp.method.name, exp.method.params(), ctx).to(device)
     batches = Batches(data, device, exp.seed, dist)
+    ctx.extra["train_batches"] = batches  # frozen-feature methods read the training set's features
 
     def run_eval(x: torch.Tensor, y: torch.Tensor) -> EvalReport:
         method.eval()
@@ -208,6 +217,16 @@ def run_trial(
         method.begin_stage(stage)
         if offset + stage.epochs <= done:
             offset += stage.epochs
+            continue
+        claim = None
+        if done <= offset:  # starting this stage afresh: reuse a stored result, or select within it
+            claim = stage_cache_mod.open_stage(method.stage_reuse(stage), exp, data, stage, stage_cache, dist.world_size)
+            if claim is not None and claim.payload is not None:
+                records += [EpochRecord(**r) for r in claim.restore(offset)]
+                offset += stage.epochs
+                continue
+            best = {"val_acc": -math.inf, "epoch": -1, "state": None}
+        if stage.epochs == 0:  # a post-hoc stage (tau_norm): begin_stage did all of it
             continue
         opt = make_optimizer(method.trainable_parameters(stage), stage.optim)
         step_fn = dist.wrap(method) if dist.wrap else method
@@ -257,6 +276,8 @@ def run_trial(
                             "records": [asdict(r) for r in records], "best": best, "rng": _rng_state()}
 
                 reporter(rec, state)
+        if claim is not None:
+            claim.save([asdict(r) for r in records[len(records) - stage.epochs:]])
         offset += stage.epochs
 
     last_val = records[-1].val if records else {}
@@ -267,6 +288,8 @@ def run_trial(
         last_val = records[tested_epoch].val
     test = run_eval(data.test.x, data.test.y)
     val = run_eval(data.val.x, data.val.y)
+    if stages[-1].epochs == 0:  # a post-hoc last stage changed the predictions after the last record
+        last_val = val.as_dict("val")
     names = class_split_names(counts, *splits)
     norms = method.classifier_weight_norms()
     per_class = [

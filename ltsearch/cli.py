@@ -1,0 +1,235 @@
+"""The ``ltsearch`` command line. Commands are thin: parse, call one function, print.
+
+Bad input (a spec typo, an unknown name, missing data) prints one ``error:`` line and exits 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ltsearch.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Hyperparameter search and ablations for long-tailed image classification.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect long-tailed datasets.")
+cluster_app = typer.Typer(no_args_is_help=True, help="Ray cluster configurations.")
+app.add_typer(data_app, name="data")
+app.add_typer(cluster_app, name="cluster")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def _load(spec_path: Path, overrides: list[str], smoke: bool):
+    from ltsearch.spec import load_spec
+
+    spec = load_spec(spec_path, overrides)
+    if smoke:
+        from ltsearch.smoke import smoke_spec
+
+        spec = smoke_spec(spec)
+    return spec
+
+
+def print_best(run_dir: str, top: int = 5) -> None:
+    from ltsearch.results import load
+    from ltsearch.tune.summary import best_configs, param_columns
+
+    trials, _, _ = load(run_dir)
+    table = best_configs(trials)
+    if table.empty:
+        console.print("no finished trials")
+        return
+    t = Table(title="best configurations (ranked by val_acc, mean over seeds; test only reported)")
+    for col in ("configuration", "seeds", "val", "test", "many", "medium", "few"):
+        t.add_column(col)
+    params = param_columns(table)
+    for _, row in table.head(top).iterrows():
+        cfg = ", ".join(f"{p.split('.')[-1]}={_fmt(row[p])}" for p in params) or row["method"]
+        t.add_row(cfg, str(row["seeds"]), f"{_fmt(row['val_acc'])} ± {_fmt(row['val_std'])}",
+                  *[_fmt(row[m]) for m in ("test_acc", "test_many", "test_medium", "test_few")])
+    console.print(t)
+    counts = trials["status"].value_counts().to_dict()
+    console.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@app.command()
+@user_errors
+def run(
+    spec: Annotated[Path, typer.Argument(help="search spec YAML")],
+    storage: Annotated[str, typer.Option(help="results root: a directory or s3:// / gs:// URI")] = "runs",
+    resume: Annotated[bool, typer.Option(help="restore an interrupted sweep from RUN_DIR/_tune")] = False,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address ('auto' on a head node)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: dotted.key=value")] = None,
+    smoke: Annotated[bool, typer.Option(help="toy scale: digits-LT, tiny model, 2 epochs, few trials")] = False,
+    fill_missing: Annotated[bool, typer.Option(help="only run grid cells without an ok row (always done)")] = False,
+    report: Annotated[bool, typer.Option(help="write RUN_DIR/report.html at the end")] = True,
+) -> None:
+    """Run a hyperparameter search / ablation sweep with Ray Tune."""
+    from ltsearch.tune.search import plan, run_dir_for, run_sweep
+    from ltsearch.tune.live import LiveTable
+
+    s = _load(spec, set_ or [], smoke)
+    _preflight_data(s)
+    run_dir = run_dir_for(s, storage)
+    cells, skipped = plan(s, run_dir)
+    if skipped:
+        console.print(f"{skipped} trial(s) already finished in {run_dir}; running the {len(cells)} missing")
+    live = LiveTable(console)
+    result = run_sweep(s, storage=storage, resume=resume, address=address, callbacks=[live])
+    live.stop()
+    console.print(f"results: {result.run_dir}/{{trials,epochs,per_class}}/*.parquet")
+    if report:
+        from ltsearch.report.html import write_report
+
+        out = write_report(result.run_dir)
+        console.print(f"report:  {out}")
+    print_best(result.run_dir)
+
+
+def _preflight_data(spec: Any) -> None:
+    """Fail fast (exit 2, nothing written) when the dataset is not available."""
+    from ltsearch.data import build_dataset
+
+    build_dataset(spec.experiment.data)
+
+
+@app.command()
+@user_errors
+def train(
+    spec: Annotated[Path, typer.Argument(help="spec YAML; its search space is ignored")],
+    storage: Annotated[str, typer.Option(help="results root")] = "runs",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: dotted.key=value")] = None,
+    smoke: Annotated[bool, typer.Option(help="toy scale")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="seed (default: the first of search.seeds)")] = None,
+) -> None:
+    """Train one trial without Ray (same loop, same Parquet output)."""
+    from ltsearch.spec import resolve_experiment
+    from ltsearch.trial import TrialContext, execute, trial_id_for
+    from ltsearch.tune.search import run_dir_for
+
+    s = _load(spec, set_ or [], smoke)
+    _preflight_data(s)
+    exp = resolve_experiment(s.experiment, {"seed": s.search.seeds[0] if seed is None else seed})
+    run_dir = run_dir_for(s, storage)
+
+    def show(rec: Any, state: Any) -> None:
+        console.print(f"epoch {rec.epoch + 1:>3}  loss {rec.train_loss:.4f}  val_acc {rec.val['val_acc']:.2f}  lr {rec.lr:.4g}")
+
+    out = execute(exp, TrialContext(s.name, run_dir, {}, {}), reporter=show)
+    tid = trial_id_for(exp)
+    if out is None:
+        console.print(f"trial {tid} failed (non-finite loss); recorded in {run_dir}/trials/{tid}.parquet")
+        raise typer.Exit(code=1)
+    sm = out.summary
+    console.print(f"trial {tid}: val {_fmt(sm['val_acc'])}  test {_fmt(sm['test_acc'])}  many {_fmt(sm['test_many'])}  "
+                  f"medium {_fmt(sm['test_medium'])}  few {_fmt(sm['test_few'])}")
+    console.print(f"results: {run_dir}/{{trials,epochs,per_class}}/{tid}.parquet")
+
+
+@app.command("report")
+@user_errors
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (<storage>/<name>)")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output HTML (default RUN_DIR/report.html)")] = None,
+    cdn: Annotated[bool, typer.Option(help="load plotly.js from its CDN (smaller file, needs internet)")] = False,
+) -> None:
+    """Write the HTML report of a run."""
+    from ltsearch.report.html import write_report
+
+    if not (run_dir / "trials").is_dir():
+        raise UserError(f"{run_dir}: not a run directory (no trials/ inside)")
+    console.print(f"report: {write_report(run_dir, out, cdn)}")
+
+
+@app.command()
+@user_errors
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file")] = None,
+    format_: Annotated[str, typer.Option("--format", help="html or markdown")] = "html",
+) -> None:
+    """Compare sweeps side by side (best configurations, parameter curves, many/medium/few)."""
+    from ltsearch.report.compare import write_compare
+
+    if format_ not in ("html", "markdown"):
+        raise UserError(f"--format: {format_!r} is not one of html, markdown")
+    for d in run_dirs:
+        if not (d / "trials").is_dir():
+            raise UserError(f"{d}: not a run directory (no trials/ inside)")
+    result = write_compare(run_dirs, out or (Path("compare.html") if format_ == "html" else None), format_)
+    console.print(str(result), markup=False) if format_ == "markdown" else console.print(f"compare: {result}")
+
+
+@data_app.command("show")
+@user_errors
+def data_show(
+    dataset: Annotated[str, typer.Argument(help="cifar10, cifar100, digits, fashion_mnist, ...")],
+    imbalance: Annotated[float, typer.Option(help="imbalance factor N_max / N_min")] = 100.0,
+    profile: Annotated[str, typer.Option(help="exp or step")] = "exp",
+    many: Annotated[int, typer.Option(help="many-shot: more than this many images")] = 100,
+    few: Annotated[int, typer.Option(help="few-shot: fewer than this many images")] = 20,
+) -> None:
+    """Per-class counts of the long-tailed training subset and its many/medium/few sizes."""
+    from ltsearch.data import longtail_counts, split_classes
+    from ltsearch.data.datasets import PROTOCOL_SIZES
+    from ltsearch.registry import DATASETS
+    import ltsearch.build  # noqa: F401
+
+    DATASETS.get(dataset, where="dataset")
+    if dataset not in PROTOCOL_SIZES:
+        raise UserError(f"dataset: {dataset!r} has no fixed protocol counts; known: {', '.join(PROTOCOL_SIZES)}")
+    if profile not in ("exp", "step") or imbalance < 1:
+        raise UserError("--profile must be exp or step and --imbalance >= 1")
+    num_classes, max_per_class = PROTOCOL_SIZES[dataset]
+    counts = longtail_counts(num_classes, max_per_class, imbalance, profile)
+    groups = split_classes(counts, many, few)
+    console.print(f"{dataset}-LT, imbalance {imbalance:g} ({profile}): {sum(counts):,} training images in {num_classes} classes")
+    console.print(f"many (> {many}): {len(groups['many'])} classes   medium: {len(groups['medium'])} classes   "
+                  f"few (< {few}): {len(groups['few'])} classes")
+    shown = counts if len(counts) <= 20 else counts[:10] + ["…"] + counts[-10:]
+    console.print("per-class counts: " + ", ".join(str(c) for c in shown), markup=False)
+
+
+@cluster_app.command("validate")
+@user_errors
+def cluster_validate(files: Annotated[list[Path], typer.Argument(help="cluster YAML files")]) -> None:
+    """Validate Ray cluster-launcher and KubeRay YAML offline with Ray's own validation."""
+    from ltsearch.cluster import validate_files
+
+    results = validate_files([str(f) for f in files])
+    bad = {f: errs for f, errs in results.items() if errs}
+    for f, errs in results.items():
+        if not errs:
+            console.print(f"ok: {f}")
+    if bad:
+        raise UserError("; ".join(e for errs in bad.values() for e in errs))
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,64 @@
+"""``--smoke``: the same spec (method, search space, schedule shapes) at toy scale, offline.
+
+Swaps in digits-LT (the spec's imbalance, capped at 20), a tiny ``small_cnn``, 2 epochs per stage,
+CPU, one seed, at most two values per grid dimension and two samples; every epoch-valued setting
+(``optim.warmup``, ``optim.milestones``, method keys ending in ``_epoch``/``_epochs``) is rescaled
+so schedules keep their shape. Results go to ``<name>_smoke``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ltsearch.spec import Spec, validate_spec_dict
+
+SMOKE_EPOCHS = 2
+
+
+def _is_epoch_key(key: str) -> bool:
+    last = key.split(".")[-1]
+    return last.endswith("_epoch") or last.endswith("_epochs") or key in ("optim.warmup", "optim.milestones")
+
+
+def _rescale(value: Any, factor: float, cap: int) -> Any:
+    if isinstance(value, list):
+        return [_rescale(v, factor, cap) for v in value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return max(0, min(cap, int(round(value * factor))))
+
+
+def smoke_spec(spec: Spec) -> Spec:
+    raw = spec.model_dump(by_alias=True, exclude_none=True)
+    exp = raw["experiment"]
+    old_epochs = exp["optim"]["epochs"]
+    factor = SMOKE_EPOCHS / old_epochs
+    exp["data"] = {"dataset": "digits", "imbalance": min(float(exp["data"]["imbalance"]), 20.0),
+                   "profile": exp["data"].get("profile", "exp"), "splits": {"many": 50, "few": 15}}
+    exp["model"] = {"arch": "small_cnn", "head": exp["model"].get("head", "auto"), "options": {"width": 8}}
+    optim = exp["optim"]
+    optim.update(epochs=SMOKE_EPOCHS, batch_size=64, warmup=_rescale(optim.get("warmup", 0), factor, SMOKE_EPOCHS),
+                 milestones=_rescale(optim.get("milestones", []), factor, SMOKE_EPOCHS))
+    for key, value in list(exp["method"].items()):
+        if _is_epoch_key(key):
+            cap = SMOKE_EPOCHS if key.endswith("_epoch") else max(1, SMOKE_EPOCHS)
+            exp["method"][key] = _rescale(value, factor, cap)
+            if key.endswith("_epochs") and exp["method"][key] == 0 and value:
+                exp["method"][key] = 1
+    exp["device"] = "cpu"
+    exp["eval"] = {**exp.get("eval", {}), "test_every": 0}
+    search = raw["search"]
+    for key, dist in search["space"].items():
+        for kind in ("grid", "choice"):
+            if kind in dist:
+                values = dist[kind][:2] if kind == "grid" else dist[kind]
+                dist[kind] = _rescale(values, factor, SMOKE_EPOCHS) if _is_epoch_key(key) else values
+        if _is_epoch_key(key) and "int" in dist:
+            lo, hi = _rescale(dist["int"], factor, SMOKE_EPOCHS)
+            dist["int"] = [lo, max(hi, lo + 1)]
+    search.update(seeds=search["seeds"][:1], num_samples=min(search.get("num_samples", 1), 2), max_failures=0)
+    if search.get("grace_period"):
+        search["grace_period"] = 1
+    raw["resources"] = {"workers": min(raw["resources"]["workers"], 2), "cpus_per_worker": 1, "gpus_per_worker": 0}
+    raw["name"] = f"{raw['name']}_smoke"
+    return validate_spec_dict(raw, source=f"{spec.name} (--smoke)")

@@ -1,0 +1,141 @@
+"""One trial, with or without Ray: resolve → train → write its Parquet rows (idempotently).
+
+The trial id is a hash of the fully resolved experiment (seed included), so a configuration that
+has finished is recognised in the store and never run or written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from ltsearch.data import LTData, build_dataset
+from ltsearch.errors import UserError
+from ltsearch.results.store import ResultStore
+from ltsearch.spec import DataSpec, ExperimentSpec, canonical_json
+from ltsearch.train.loop import DistInfo, EpochRecord, NonFiniteLoss, Reporter, TrialOutput, run_trial
+
+
+def trial_id_for(exp: ExperimentSpec) -> str:
+    return hashlib.sha256(canonical_json(exp.model_dump(by_alias=True)).encode()).hexdigest()[:12]
+
+
+def config_key_for(exp: ExperimentSpec) -> str:
+    """Hash of the configuration without its seed: rows of one configuration over seeds share it."""
+    tree = exp.model_dump(by_alias=True)
+    tree.pop("seed", None)
+    return hashlib.sha256(canonical_json(tree).encode()).hexdigest()[:12]
+
+
+@dataclass
+class TrialContext:
+    sweep: str
+    run_dir: str
+    param_types: dict[str, pa.DataType] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # searched dotted path -> value
+    workers: int = 1
+
+
+_DATA_CACHE: dict[str, LTData] = {}
+
+
+def cached_dataset(spec: DataSpec) -> LTData:
+    """The dataset for ``spec``, kept for the next trial in this process (a reused actor).
+    Keyed by the whole data spec and read-only for trials, so it carries no trial state."""
+    key = canonical_json(spec.model_dump())
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = build_dataset(spec)
+    return _DATA_CACHE[key]
+
+
+def epoch_row(rec: EpochRecord) -> dict[str, Any]:
+    d = asdict(rec)
+    return {"stage": d["stage"], "epoch": d["epoch"] + 1, "train_loss": d["train_loss"], "lr": d["lr"],
+            "seconds": d["seconds"], **d["val"], **d["test"], "schedules": d["schedules"]}
+
+
+def base_row(exp: ExperimentSpec, ctx: TrialContext) -> dict[str, Any]:
+    from ltsearch.results.provenance import provenance
+
+    params = exp.method.params()
+    return {
+        "sweep": ctx.sweep, "method": exp.method.name, "loss": str(params.get("loss", params.get("rebal_loss", ""))),
+        "dataset": exp.data.dataset, "arch": exp.model.arch, "imbalance": exp.data.imbalance, "seed": exp.seed,
+        "epochs": exp.optim.epochs, "config_key": config_key_for(exp),
+        "config_json": json.dumps(exp.model_dump(by_alias=True), sort_keys=True, default=str),
+        "workers": ctx.workers, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
+        **{k: v for k, v in ctx.params.items() if k != "seed"},
+    }
+
+
+def write_outcome(ctx: TrialContext, exp: ExperimentSpec, status: str, error: str = "",
+                  out: TrialOutput | None = None, records: list[EpochRecord] | None = None,
+                  last: dict[str, Any] | None = None) -> str:
+    """Write the trial's rows: ``ok`` with its output, or ``failed``/``stopped`` with what it reached."""
+    tid = trial_id_for(exp)
+    row = base_row(exp, ctx)
+    if out is not None:
+        row.update(out.summary)
+        recs = out.epochs
+    else:
+        recs = records or []
+        last_metrics = dict(last or (recs[-1].val if recs else {}))
+        row.update({k: v for k, v in last_metrics.items() if k.startswith("val_")})
+    row.update(status=status, error=error, epochs_done=len(recs))
+    ResultStore(ctx.run_dir).write_trial(
+        tid, row, ctx.param_types, epochs=[epoch_row(r) for r in recs],
+        per_class=out.per_class if out is not None else None,
+    )
+    return tid
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:500]
+
+
+def execute(
+    exp: ExperimentSpec,
+    ctx: TrialContext,
+    reporter: Reporter | None = None,
+    resume: dict[str, Any] | None = None,
+    dist: DistInfo | None = None,
+    checkpoint_every: int = 1,
+    write: bool = True,
+) -> TrialOutput | None:
+    """Run one trial and record it. A NaN/inf loss is recorded as ``failed`` and returns None;
+    any other error is recorded as ``failed`` and re-raised (so Tune may retry it)."""
+    records: list[EpochRecord] = [EpochRecord(**r) for r in (resume or {}).get("records", [])]
+
+    def collect(rec: EpochRecord, state: Callable[[], dict[str, Any]]) -> None:
+        records.append(rec)
+        if reporter is not None:
+            reporter(rec, state)
+
+    try:
+        out = run_trial(exp, data=cached_dataset(exp.data), reporter=collect, resume=resume, dist=dist,
+                        checkpoint_every=checkpoint_every)
+    except NonFiniteLoss as err:
+        if write:
+            write_outcome(ctx, exp, "failed", first_line(err), records=records)
+        return None
+    except UserError:
+        raise
+    except Exception as err:
+        if write:
+            write_outcome(ctx, exp, "failed", first_line(err), records=records)
+        raise
+    if write:
+        write_outcome(ctx, exp, "ok", out=out)
+    return out
+
+
+def is_nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)

@@ -1,0 +1,72 @@
+"""A rich live table of trials, fed by Ray Tune's callback hooks (Ray's own output stays off)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from ray.tune import Callback
+
+
+class LiveTable(Callback):
+    def __init__(self, console: Console, max_rows: int = 16):
+        self.console, self.max_rows = console, max_rows
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.live: Live | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the experiment
+        return {"max_rows": self.max_rows}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(Console(), state["max_rows"])
+
+    def _render(self) -> Table:
+        t = Table(title="trials", expand=False)
+        for col in ("trial", "params", "epoch", "val_acc", "status"):
+            t.add_column(col)
+        items = list(self.rows.items())
+        done = sum(r["status"] != "RUNNING" for _, r in items)
+        for tid, r in items[-self.max_rows:]:
+            v = r.get("val_acc")
+            t.add_row(tid, r["params"], str(r.get("epoch", "")),
+                      "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}", r["status"])
+        t.caption = f"{done}/{len(items)} finished"
+        return t
+
+    def _update(self, trial: Any, status: str, result: dict | None = None) -> None:
+        cfg = dict(trial.config.get("params", trial.config))
+        text = ", ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                         for k, v in cfg.items())
+        row = self.rows.setdefault(trial.trial_id, {"params": text[:70]})
+        row["status"] = status
+        if result:
+            row["epoch"] = result.get("epoch", row.get("epoch"))
+            row["val_acc"] = result.get("val_acc", row.get("val_acc"))
+        if self.live is None and self.console.is_terminal:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.start()
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._update(trial, "RUNNING")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._update(trial, "RUNNING", result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._update(trial, "DONE")
+        if not self.console.is_terminal:
+            r = self.rows[trial.trial_id]
+            self.console.print(f"trial {trial.trial_id} done: {r['params']} val_acc={r.get('val_acc')}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._update(trial, "ERROR")
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None

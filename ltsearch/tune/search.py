@@ -1,0 +1,226 @@
+"""``run_sweep(spec)``: a Ray Tune ``Tuner`` from a spec, results in ``<storage>/<name>/``.
+
+grid / random: cells are planned up front (``ltsearch.tune.space``); cells whose trial id already
+has an ``ok`` row in the store are skipped, so re-running a spec only runs what is missing; Tune
+gets the rest through ``BasicVariantGenerator`` (a ``grid_search`` over the cells). optuna: TPE
+(or CMA-ES / GP / random) seeded with ``search.seed``, define-by-run for conditional parameters.
+Ray's state lives in ``RUN_DIR/_tune`` so ``--resume`` can restore the experiment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ltsearch.errors import UserError
+from ltsearch.results.schema import param_type
+from ltsearch.results.store import ResultStore
+from ltsearch.spec import Spec, dump_spec, resolve_experiment
+from ltsearch.trial import TrialContext, trial_id_for, write_outcome
+from ltsearch.tune.space import OptunaDefineByRun, plan_cells
+
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+
+TUNE_DIR = "_tune"
+
+
+@dataclass
+class SweepResult:
+    run_dir: str
+    planned: int
+    skipped: int
+    ran: int
+
+
+def run_dir_for(spec: Spec, storage: str) -> str:
+    if "://" in storage:
+        return f"{storage.rstrip('/')}/{spec.name}"
+    return str(Path(storage).expanduser().resolve() / spec.name)
+
+
+def param_types_for(spec: Spec) -> dict[str, Any]:
+    return {k: param_type(d.candidates(), d.kind) for k, d in spec.search.space.items()}
+
+
+def grace_period(spec: Spec) -> int:
+    """ASHA's grace period: from the YAML, else just after the method's last behaviour change
+    (DRW/hard-aware switch, first lr milestone), so two-phase methods reach their second phase."""
+    if spec.search.grace_period:
+        return spec.search.grace_period
+    from ltsearch.registry import METHODS
+
+    cls = METHODS.get(spec.experiment.method.name)
+    changes = list(cls.change_epochs(cls.validate_params(spec.experiment.method.params())))
+    optim = spec.experiment.optim
+    if optim.lr_schedule == "step" and optim.milestones:
+        changes.append(min(optim.milestones))
+    changes = [c for c in changes if 0 < c < optim.epochs]
+    return max(changes) + 1 if changes else max(1, optim.epochs // 4)
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
+    """Start (or connect to) Ray; returns True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "PYTHONWARNINGS": "ignore"}
+    kwargs: dict[str, Any] = dict(logging_level="ERROR", log_to_driver=False, runtime_env={"env_vars": env})
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
+    return True
+
+
+def _stopped_or_failed_writer(spec: Spec, run_dir: str, param_types: dict[str, Any]):
+    from ray.tune import Callback
+
+    class RecordUnfinished(Callback):
+        """Driver side: a trial stopped by the scheduler or killed by an error never reached its
+        own final write; record it from its last reported result (only if it has no row yet)."""
+
+        def _record(self, trial: Any, status: str, error: str = "") -> None:
+            last = dict(trial.last_result or {})
+            params = dict(trial.config.get("params", trial.config))
+            seed = params.pop("seed", spec.search.seeds[0])
+            exp = resolve_experiment(spec.experiment, {**params, "seed": seed})
+            if ResultStore(run_dir).has_trial(trial_id_for(exp)):
+                return
+            ctx = TrialContext(spec.name, run_dir, param_types, params, spec.resources.workers)
+            records = _epoch_records(run_dir, trial_id_for(exp))
+            write_outcome(ctx, exp, status, error, records=records, last=last)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._record(trial, "stopped")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            err = ""
+            if getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
+                lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
+                err = lines[-1][:500] if lines else ""
+            self._record(trial, "failed", err or "trial raised an error")
+
+    return RecordUnfinished()
+
+
+def _epoch_records(run_dir: str, tid: str) -> list:
+    from ltsearch.train.loop import EpochRecord
+
+    epochs = ResultStore(run_dir).read("epochs")
+    rows = epochs[epochs["trial_id"] == tid].sort_values("epoch") if len(epochs) else epochs
+    out = []
+    for _, r in rows.iterrows():
+        val = {k: r[k] for k in ("val_acc", "val_many", "val_medium", "val_few")}
+        out.append(EpochRecord(str(r["stage"]), int(r["epoch"]) - 1, float(r["train_loss"]), float(r["lr"]),
+                               float(r["seconds"]), val))
+    return out
+
+
+def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: bool, callbacks: list) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    from ltsearch.tune.trainable import tune_trial
+
+    s, res = spec.search, spec.resources
+    types = param_types_for(spec)
+    fn = tune.with_parameters(tune_trial, spec_json=spec.model_dump_json(by_alias=True), run_dir=run_dir,
+                              param_types=types, cpus=res.cpus_per_worker)
+    if res.workers > 1:
+        from ltsearch.train.ddp import ddp_trainable
+
+        fn = tune.with_parameters(ddp_trainable, spec_json=spec.model_dump_json(by_alias=True), run_dir=run_dir,
+                                  param_types=types)
+        trainable = tune.with_resources(fn, {"cpu": 0})
+    else:
+        trainable = tune.with_resources(fn, {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker})
+    tune_path = f"{run_dir}/{TUNE_DIR}"
+    if resume:
+        if not tune.Tuner.can_restore(tune_path):
+            raise UserError(f"--resume: no Ray Tune state in {tune_path}; run without --resume")
+        return tune.Tuner.restore(tune_path, trainable, resume_unfinished=True, resume_errored=True)
+
+    scheduler = None
+    if s.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.experiment.optim.epochs,
+                                  grace_period=min(grace_period(spec), spec.experiment.optim.epochs),
+                                  reduction_factor=s.reduction_factor)
+    if s.algorithm == "optuna":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed),
+                    "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed),
+                    "gp": lambda: optuna.samplers.GPSampler(seed=s.seed),
+                    "random": lambda: optuna.samplers.RandomSampler(seed=s.seed)}
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        search_alg: Any = OptunaSearch(space=OptunaDefineByRun(s, spec.experiment), metric=s.metric, mode=s.mode,
+                                       sampler=samplers[s.sampler](), points_to_evaluate=s.initial or None)
+        param_space: dict[str, Any] = {}
+        num_samples = s.num_samples
+    else:
+        search_alg = BasicVariantGenerator(max_concurrent=s.max_concurrent or 0)
+        param_space = {"params": tune.grid_search(cells)}
+        num_samples = 1
+    if s.max_concurrent and s.algorithm == "optuna":
+        search_alg = ConcurrencyLimiter(search_alg, max_concurrent=s.max_concurrent)
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=s.metric, mode=s.mode, search_alg=search_alg, scheduler=scheduler,
+                                    num_samples=num_samples, reuse_actors=s.reuse_actors),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=run_dir, verbose=0, callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
+def plan(spec: Spec, run_dir: str) -> tuple[list[dict[str, Any]], int]:
+    """Cells still to run (grid/random) and how many were skipped as already finished."""
+    if spec.search.algorithm == "optuna":
+        return [], 0
+    done = {tid for tid, st in ResultStore(run_dir).trial_status().items() if st == "ok"}
+    cells, skipped = [], 0
+    seen: set[str] = set()
+    for cell in plan_cells(spec.search, spec.experiment):
+        tid = trial_id_for(resolve_experiment(spec.experiment, cell, source="search.space"))
+        if tid in seen:
+            continue
+        seen.add(tid)
+        if tid in done:
+            skipped += 1
+        else:
+            cells.append(cell)
+    return cells, skipped
+
+
+def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: str | None = None,
+              callbacks: list | None = None, num_cpus: int | None = None) -> SweepResult:
+    run_dir = run_dir_for(spec, storage)
+    store = ResultStore(run_dir)
+    cells, skipped = plan(spec, run_dir)
+    planned = len(cells) + skipped if spec.search.algorithm != "optuna" else spec.search.num_samples
+    store.write_text("spec.yaml", dump_spec(spec))
+    if spec.search.algorithm != "optuna" and not cells and not resume:
+        return SweepResult(run_dir, planned, skipped, 0)
+    started = init_ray(address, num_cpus)
+    try:
+        cbs = [_stopped_or_failed_writer(spec, run_dir, param_types_for(spec)), *(callbacks or [])]
+        tuner = build_tuner(spec, run_dir, cells, resume, cbs)
+        grid = tuner.fit()
+        ran = len(grid)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return SweepResult(run_dir, planned, skipped, ran)
