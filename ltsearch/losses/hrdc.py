@@ -1,0 +1,66 @@
+"""HRDC's hierarchical rebalancing loss (Zhang et al., IEEE Access 2023, Sec. III-D)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ltsearch.losses.base import LTLoss, counts_tensor
+from ltsearch.registry import LOSSES
+
+LEVELS = ("thirds", "shots")
+
+
+def class_levels(class_counts: Sequence[int] | torch.Tensor, levels: str = "thirds", many: int = 100,
+                 few: int = 20) -> list[list[int]]:
+    """Head / medium / tail class indices. ``thirds``: classes sorted by count (descending, ties by
+    index) cut into three consecutive groups of (nearly) equal size, the larger groups first;
+    ``shots``: many (count > ``many``) / medium / few (count < ``few``), possibly empty."""
+    counts = counts_tensor(class_counts).tolist()
+    if levels == "thirds":
+        order = sorted(range(len(counts)), key=lambda i: (-counts[i], i))
+        return [list(map(int, g)) for g in np.array_split(np.array(order, dtype=np.int64), 3)]
+    if levels == "shots":
+        head = [i for i, n in enumerate(counts) if n > many]
+        tail = [i for i, n in enumerate(counts) if n < few]
+        return [head, [i for i in range(len(counts)) if i not in head and i not in tail], tail]
+    raise ValueError(f"levels must be one of {', '.join(LEVELS)}, got {levels!r}")
+
+
+def hierarchical_factors(class_counts: Sequence[int] | torch.Tensor, gamma: float, levels: str = "thirds",
+                         many: int = 100, few: int = 20) -> torch.Tensor:
+    """CDT factors a_i = (N_max / N_i)^γ, then within each level every factor ≥ the level's mean
+    ā is replaced by ā (Eq. 8): a_i ← min(a_i, ā_level)."""
+    counts = counts_tensor(class_counts)
+    a = (counts.max() / counts).pow(float(gamma))
+    out = a.clone()
+    for group in class_levels(counts, levels, many, few):
+        if group:
+            idx = torch.tensor(group)
+            out[idx] = torch.minimum(a[idx], a[idx].mean())
+    return out.float()
+
+
+@LOSSES.register("hrdc")
+class HierarchicalRebalancingLoss(LTLoss):
+    """ℓ = CE(z / a, y) with the hierarchical factors a of :func:`hierarchical_factors` (Eq. 9):
+    class-dependent temperatures (CDT, Ye et al. 2020) whose largest values are capped at their
+    level's mean. Dividing the training logits by a_i > 1 makes the classifier learn larger decision
+    values for tail classes; at inference the raw logits are used (as in CDT).
+
+    ``gamma``: CDT exponent (the paper gives no value; 0.2 is our default, worth searching);
+    ``levels``: how classes are split into head/medium/tail (``thirds`` of the classes by count, the
+    default, or ``shots`` with the ``many``/``few`` thresholds).
+    """
+
+    def __init__(self, class_counts, gamma: float = 0.2, levels: str = "thirds", many: int = 100, few: int = 20,
+                 weight=None):
+        super().__init__(class_counts, weight)
+        if gamma < 0:
+            raise ValueError("hrdc gamma must be >= 0")
+        self.register_buffer("factors", hierarchical_factors(self.counts, gamma, levels, many, few))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.ce(logits / self.factors.to(logits.dtype), target)

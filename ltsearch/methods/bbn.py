@@ -1,0 +1,131 @@
+"""``bbn``: Bilateral-Branch Network with cumulative learning (Zhou et al., CVPR 2020).
+
+Two branches share the body; each has its own neck (the last stage + pooling, a
+``copy.deepcopy`` of the conventional one, as BBN shares "all the weights except for the last
+residual block") and its own classifier. The conventional branch sees the instance stream
+``main``, the re-balancing branch the ``rebal`` stream (BBN's reversed sampler by default, Table 3:
+``instance`` = "uniform", ``class_balanced``, ``reversed``). Cumulative learning (Eqs. 1, 3):
+
+    z = α · W_c f_c + (1 − α) · W_r f_r          L = α · CE(z, y_c) + (1 − α) · CE(z, y_r)
+
+α comes from the ``adaptor`` schedule of progress p = epoch / epochs with 0-based epochs, so α = 1
+in the first epoch (the official code computes 1 − ((T − 1)/T_max)² with 1-based T: the same
+values). Table 4's adaptors: ``parabolic_decay`` (default), ``cosine``, ``linear_decay``,
+``equal``, ``parabolic_increment``, ``beta`` (``adaptor_params: {a: 0.2, b: 0.2}``; a fresh draw
+per training step, seeded from the trial seed and the epoch; the epoch's mean α is recorded).
+Inference: α fixed to ``infer_alpha`` (0.5, Sec. 4.4), both branches on the same image.
+
+Notes: the branch weight multiplies each branch's logits (bias included), which equals weighting
+the features for a bias-free linear head and stays meaningful for a cosine (normed) head. The
+official code instead concatenates 2·[α f_c, (1 − α) f_r] into one linear layer; that is a
+factor 2 on the logits and a single bias, otherwise identical.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+import ltsearch.data.samplers  # noqa: F401  (registers the samplers named by rebal_sampler)
+from ltsearch.methods.base import Method, MethodContext, Stream
+from ltsearch.models import NormedLinear, head_weight, make_head
+from ltsearch.registry import METHODS, SAMPLERS
+from ltsearch.schedules import build_schedule
+
+
+class BBNParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    adaptor: str = "parabolic_decay"
+    adaptor_params: dict[str, Any] = {}
+    rebal_sampler: str = "reversed"
+    infer_alpha: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "BBNParams":
+        build_schedule(self.adaptor, where="experiment.method.adaptor", **self.adaptor_params)
+        SAMPLERS.get(self.rebal_sampler, where="experiment.method.rebal_sampler")
+        return self
+
+
+def fresh_head(like: nn.Module, in_features: int, num_classes: int) -> nn.Module:
+    """A newly initialised head of the same kind (linear or normed) as ``like``."""
+    return make_head("normed" if isinstance(like, NormedLinear) else "linear", in_features, num_classes)
+
+
+def mixed_logits(logits_c: torch.Tensor, logits_r: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Eq. 1: z = α · (W_c f_c) + (1 − α) · (W_r f_r)."""
+    return alpha * logits_c + (1.0 - alpha) * logits_r
+
+
+def bbn_loss(z: torch.Tensor, y_c: torch.Tensor, y_r: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Eq. 3: L = α · CE(z, y_c) + (1 − α) · CE(z, y_r)."""
+    return alpha * F.cross_entropy(z, y_c) + (1.0 - alpha) * F.cross_entropy(z, y_r)
+
+
+@METHODS.register("bbn")
+class BBN(Method):
+    Params = BBNParams
+    name = "bbn"
+
+    def __init__(self, params: BBNParams, ctx: MethodContext):
+        super().__init__(params, ctx)
+        self.net = ctx.build_model(ctx.model_head if ctx.model_head != "auto" else "linear")
+        self.neck_r = copy.deepcopy(self.net.neck)
+        self.classifier_r = fresh_head(self.net.classifier, self.net.feat_dim, ctx.num_classes)
+        self._stochastic = params.adaptor == "beta"
+        self.adaptor = self._build_adaptor(0)
+        self._alpha_sum, self._alpha_n = 0.0, 0
+
+    def _build_adaptor(self, epoch: int):
+        """The α schedule; a stochastic one is re-seeded from (seed, epoch) every epoch, so a trial
+        resumed at an epoch boundary draws the same α values as an uninterrupted one."""
+        sched = dict(self.params.adaptor_params)
+        if self._stochastic:
+            sched["seed"] = int(sched.get("seed", self.ctx.seed)) * 100_003 + epoch
+        return build_schedule(self.params.adaptor, where="experiment.method.adaptor", **sched)
+
+    def streams(self, epoch: int) -> dict[str, Stream]:
+        return {"main": Stream("instance"), "rebal": Stream(self.params.rebal_sampler)}
+
+    def on_epoch_start(self, epoch: int, progress: float) -> None:
+        self._alpha_sum, self._alpha_n = 0.0, 0
+        if self._stochastic:
+            self.adaptor = self._build_adaptor(epoch)
+
+    def schedule_values(self, progress: float) -> dict[str, float]:
+        if self._alpha_n:
+            return {"alpha": self._alpha_sum / self._alpha_n}
+        return {"alpha": float(self.adaptor(progress))}
+
+    def branch_logits(self, x_c: torch.Tensor, x_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """W_c f_c and W_r f_r; the shared body runs once per input (as in the official code)."""
+        logits_c = self.net.classifier(self.net.neck(self.net.body(x_c)))
+        logits_r = self.classifier_r(self.neck_r(self.net.body(x_r)))
+        return logits_c, logits_r
+
+    def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
+        alpha = float(self.adaptor(progress))
+        self._alpha_sum += alpha
+        self._alpha_n += 1
+        main, rebal = batch["main"], batch["rebal"]
+        logits_c, logits_r = self.branch_logits(main["weak"], rebal["weak"])
+        z = mixed_logits(logits_c, logits_r, alpha)
+        return {"loss": bbn_loss(z, main["y"], rebal["y"], alpha)}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.net.body(x)
+        logits_c = self.net.classifier(self.net.neck(h))
+        logits_r = self.classifier_r(self.neck_r(h))
+        return mixed_logits(logits_c, logits_r, self.params.infer_alpha)
+
+    def classifier_weight_norms(self) -> torch.Tensor:
+        """Per-class norm of the combined classifier [W_c, W_r] (BBN's Fig. 4 "BBN-ALL"):
+        sqrt(‖w_c‖² + ‖w_r‖²), one value per class."""
+        w_c = head_weight(self.net.classifier).detach()
+        w_r = head_weight(self.classifier_r).detach()
+        return (w_c.pow(2).sum(1) + w_r.pow(2).sum(1)).sqrt().cpu()

@@ -1,0 +1,156 @@
+"""``sdnhl``: Strong-weak Dual-branch Network with Hard-aware Loss (Zhang & Ye).
+
+Architecture (the paper's figure is not available; we follow BBN, which it builds on): both
+branches share the body; each has its own neck (last stage + pooling) and classifier. The weak
+branch is ``net`` (the standard augmentation, view ``weak``), the strong branch gets the ``strong``
+view (colour distortion p=0.8, grayscale p=0.2, blur p=0.5). ``share_neck: true`` shares the whole
+backbone and keeps only two classifiers.
+
+Loss (Sec. 2.1), with P = softmax of each branch's logits:
+
+    L = λ · (L_cls(y, P_s) + L_cls(y, P_w)) − (1 − λ) · min(KL(P_s ‖ P_w), kl_max)
+
+The paper *maximises* L_diff = KL(P_s ‖ P_w), so it enters the minimised loss with a negative sign.
+−KL is unbounded below (large logits can make the branches arbitrarily different), and with
+0-based progress λ = 0 in the first epoch, so we cap the KL at ``kl_max`` (default: log C, the
+entropy of the uniform distribution): once the branches differ by that much the term stops pushing
+(zero gradient). Set ``kl_max`` very large to recover the unbounded term. The KL is a batch mean.
+
+λ (Sec. 2.2, D2C) = (E_curr / E_total)^γ from ``lambda_schedule`` (``d2c`` with ``gamma``; any
+other schedule takes ``lambda_params``), at p = epoch / epochs with 0-based epochs: λ = 0 in the
+first epoch and (E−1)/E in the last; γ = 0 gives λ = 1 (the "constant" row of Table 6).
+
+L_cls: LDAM (``max_m``, ``s``) on a cosine head, with deferred re-weighting (class-balanced,
+``drw_beta``) from ``drw_epoch``; from ``hl_epoch`` on, the hard-aware loss (``ltsearch.losses.
+hard_aware``): CE weighted by w̃^c · w^c, w^c class-balanced (``hl_beta``), w̃ updated after every
+epoch (from epoch 0, so the momentum average is warm at the switch) from the per-class accuracy on
+the validation split: w̃_{e+1} = m · w̃_e + 1 / max(acc_e, ``hl_eps``), m = ``hl_momentum``; the
+loss is a plain batch mean as in the paper, so its scale grows like 1/((1 − m)·acc) —
+``hl_normalize: true`` divides w̃ by its class mean.
+The hard-aware loss, the KL and inference use the head's logits times ``s`` when the head is
+normed (cosine logits in [−1, 1] would make softmax nearly uniform), as LDAM does.
+
+Inference (``inference``): ``average`` (default) of the two branches' probabilities (returned as
+log-probabilities), or the ``weak`` / ``strong`` branch alone; both branches see the same image.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ltsearch.losses import build_loss, class_balanced_weights
+from ltsearch.methods.base import Method, MethodContext, Stream
+from ltsearch.methods.bbn import fresh_head
+from ltsearch.models import NormedLinear
+from ltsearch.registry import METHODS
+from ltsearch.schedules import build_schedule
+
+
+class SDNHLParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lambda_schedule: str = "d2c"
+    gamma: float = Field(1.0, ge=0)
+    lambda_params: dict[str, Any] = {}
+    kl_max: float | None = Field(None, gt=0)
+    hl_epoch: int | None = Field(160, ge=0)
+    hl_momentum: float = Field(0.9, ge=0, lt=1)
+    hl_beta: float = Field(0.9999, ge=0, lt=1)
+    hl_eps: float = Field(0.01, gt=0, le=1)
+    hl_normalize: bool = False
+    drw_epoch: int | None = Field(160, ge=0)
+    drw_beta: float = Field(0.9999, ge=0, lt=1)
+    max_m: float = Field(0.5, gt=0)
+    s: float = Field(30.0, gt=0)
+    share_neck: bool = False
+    inference: Literal["average", "weak", "strong"] = "average"
+
+    @model_validator(mode="after")
+    def _check(self) -> "SDNHLParams":
+        build_schedule(self.lambda_schedule, where="experiment.method.lambda_schedule", **self.schedule_params())
+        return self
+
+    def schedule_params(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, **self.lambda_params} if self.lambda_schedule == "d2c" else dict(self.lambda_params)
+
+
+def kl_divergence(logits_s: torch.Tensor, logits_w: torch.Tensor) -> torch.Tensor:
+    """Batch mean of KL(P_s ‖ P_w) = Σ_i P_s^i (log P_s^i − log P_w^i)."""
+    log_s, log_w = F.log_softmax(logits_s, dim=1), F.log_softmax(logits_w, dim=1)
+    return (log_s.exp() * (log_s - log_w)).sum(1).mean()
+
+
+def sdn_loss(cls_s: torch.Tensor, cls_w: torch.Tensor, kl: torch.Tensor, lam: float, kl_max: float) -> torch.Tensor:
+    """λ · (L_cls,s + L_cls,w) − (1 − λ) · min(KL, kl_max)."""
+    return lam * (cls_s + cls_w) - (1.0 - lam) * kl.clamp(max=kl_max)
+
+
+@METHODS.register("sdnhl")
+class SDNHL(Method):
+    Params = SDNHLParams
+    name = "sdnhl"
+
+    def __init__(self, params: SDNHLParams, ctx: MethodContext):
+        super().__init__(params, ctx)
+        self.net = ctx.build_model(ctx.model_head if ctx.model_head != "auto" else "normed")
+        self.neck_s = self.net.neck if params.share_neck else copy.deepcopy(self.net.neck)
+        self.classifier_s = fresh_head(self.net.classifier, self.net.feat_dim, ctx.num_classes)
+        self.scale = params.s if isinstance(self.net.classifier, NormedLinear) else 1.0
+        self.kl_max = params.kl_max if params.kl_max is not None else math.log(ctx.num_classes)
+        where = "experiment.method"
+        self.ldam = build_loss("ldam", ctx.class_counts, where=where, max_m=params.max_m, s=params.s)
+        self.hl = build_loss("hard_aware", ctx.class_counts, where=where, momentum=params.hl_momentum,
+                             beta=params.hl_beta, eps=params.hl_eps, normalize=params.hl_normalize)
+        self.register_buffer("drw_weights", class_balanced_weights(ctx.class_counts, params.drw_beta))
+        self.lam = build_schedule(params.lambda_schedule, where="experiment.method.lambda_schedule",
+                                  **params.schedule_params())
+        self._hl_on = False
+
+    def streams(self, epoch: int) -> dict[str, Stream]:
+        return {"main": Stream("instance", views=("weak", "strong"))}
+
+    def on_epoch_start(self, epoch: int, progress: float) -> None:
+        p = self.params
+        drw = p.drw_epoch is not None and epoch >= p.drw_epoch
+        self.ldam.set_weight(self.drw_weights if drw else None)
+        self._hl_on = p.hl_epoch is not None and epoch >= p.hl_epoch
+
+    def on_epoch_end(self, epoch: int, val_report: Any) -> None:
+        self.hl.update(val_report.per_class_acc)
+
+    def schedule_values(self, progress: float) -> dict[str, float]:
+        return {"lambda": float(self.lam(progress)), "hl_on": float(self._hl_on),
+                "drw_on": float(self.ldam.weight is not None and not self._hl_on)}
+
+    def branch_logits(self, x_s: torch.Tensor, x_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw head outputs (cosines for a normed head) of the strong and weak branches."""
+        z_s = self.classifier_s(self.neck_s(self.net.body(x_s)))
+        z_w = self.net.classifier(self.net.neck(self.net.body(x_w)))
+        return z_s, z_w
+
+    def cls_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.hl(self.scale * z, y) if self._hl_on else self.ldam(z, y)
+
+    def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
+        main = batch["main"]
+        y = main["y"]
+        z_s, z_w = self.branch_logits(main["strong"], main["weak"])
+        kl = kl_divergence(self.scale * z_s, self.scale * z_w)
+        loss = sdn_loss(self.cls_loss(z_s, y), self.cls_loss(z_w, y), kl, float(self.lam(progress)), self.kl_max)
+        return {"loss": loss, "kl": float(kl.detach())}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.net.body(x)
+        mode = self.params.inference
+        z_w = self.scale * self.net.classifier(self.net.neck(h)) if mode != "strong" else None
+        z_s = self.scale * self.classifier_s(self.neck_s(h)) if mode != "weak" else None
+        if z_s is None:
+            return z_w
+        if z_w is None:
+            return z_s
+        return ((F.softmax(z_s, dim=1) + F.softmax(z_w, dim=1)) / 2).clamp_min(1e-12).log()
