@@ -32,6 +32,7 @@ normed (cosine logits in [−1, 1] would make softmax nearly uniform), as LDAM d
 
 Inference (``inference``): ``average`` (default) of the two branches' probabilities (returned as
 log-probabilities), or the ``weak`` / ``strong`` branch alone; both branches see the same image.
+``classifier_weight_norms`` (the per-class Parquet table) reports the weak branch's classifier.
 """
 
 from __future__ import annotations
