@@ -1,0 +1,140 @@
+"""``write_compare(run_dirs, out, fmt)``: several runs side by side.
+
+Contents: the best configurations of each run (top 5, side by side), each searched parameter's
+val-accuracy curve with the runs overlaid (HTML) or tabulated (markdown), and a table of the best
+configuration of each run (rank 1 by mean val accuracy) with its overall/many/medium/few test
+accuracy and the difference to the first run (``+1.20``; ``n/a`` where either side is empty).
+``fmt="markdown"`` returns the text (and writes it to ``out`` when given); ``fmt="html"`` writes
+``out`` and returns its path.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ltsearch.report import figures as F
+from ltsearch.report import summary as S
+from ltsearch.report.html import figure_div, page, run_name, table_html
+from ltsearch.results import load
+
+TOP = 5
+COLUMNS = (("test_acc", "overall"), ("test_many", "many"), ("test_medium", "medium"), ("test_few", "few"))
+
+
+def load_runs(run_dirs: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
+    """``{run name: trials}``; a name seen twice gets ``#2``, ``#3`` appended."""
+    runs: dict[str, pd.DataFrame] = {}
+    for d in run_dirs:
+        trials = load(d)[0]
+        name, k = run_name(d, trials), 2
+        while name in runs:
+            name, k = f"{run_name(d, trials)} #{k}", k + 1
+        runs[name] = trials
+    return runs
+
+
+def best_per_run(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Numbers: ``run, config, n_ok, <group>, <group>_std, delta_<group>`` (delta vs the first run)."""
+    rows = []
+    for name, trials in runs.items():
+        s = S.config_summary(trials) if len(trials) else pd.DataFrame()
+        s = s[s["n_ok"] > 0] if len(s) else s
+        row: dict = {"run": name, "config": s.iloc[0]["config"] if len(s) else "", "n_ok": int(s.iloc[0]["n_ok"]) if len(s) else 0}
+        for m, g in COLUMNS:
+            row[g] = float(s.iloc[0][f"{m}_mean"]) if len(s) else math.nan
+            row[f"{g}_std"] = float(s.iloc[0][f"{m}_std"]) if len(s) else math.nan
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for _, g in COLUMNS:
+        df[f"delta_{g}"] = df[g] - df[g].iloc[0] if len(df) else []
+    return df
+
+
+def _delta(v: float) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:+.2f}"
+
+
+def delta_table(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``best_per_run`` as display strings."""
+    b = best_per_run(runs)
+    out = pd.DataFrame({"run": b["run"], "best configuration": b["config"], "seeds ok": b["n_ok"]})
+    for _, g in COLUMNS:
+        out[g] = [S.fmt_pm(m, s) for m, s in zip(b[g], b[f"{g}_std"])]
+    for _, g in COLUMNS:
+        out[f"Δ {g}"] = ["—" if i == 0 else _delta(v) for i, v in enumerate(b[f"delta_{g}"])]
+    return out
+
+
+def param_table(runs: dict[str, pd.DataFrame], param: str, metric: str = "val_acc") -> pd.DataFrame:
+    """Rows = parameter values, one column per run: mean ± std of ``metric``."""
+    cols = {}
+    for name, trials in runs.items():
+        if param in trials:
+            d = S.param_curve(trials, param, metric)
+            cols[name] = {S.fmt_value(v): S.fmt_pm(m, s) for v, m, s in zip(d["value"], d["mean"], d["std"])}
+    df = pd.DataFrame(cols)
+    df.index.name = param
+    return df.fillna("—").reset_index()
+
+
+def shared_params(runs: dict[str, pd.DataFrame]) -> list[str]:
+    return sorted({p for t in runs.values() for p in S.searched_params(t)})
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_no rows_\n"
+    cells = [[str(c) for c in df.columns]] + [["" if v is None else str(v).replace("|", "\\|") for v in r] for r in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" for _ in cells[0]) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(runs: dict[str, pd.DataFrame]) -> str:
+    names = list(runs)
+    parts = [f"# ltsearch compare: {', '.join(names)}\n",
+             f"## Best configuration of each run (differences vs {names[0]})\n", to_markdown(delta_table(runs))]
+    for name, trials in runs.items():
+        parts += [f"## {name}: best configurations\n", to_markdown(S.best_table(trials, top=TOP) if len(trials) else pd.DataFrame())]
+    for p in shared_params(runs):
+        parts += [f"## {p}: val accuracy per run\n", to_markdown(param_table(runs, p))]
+    return "\n".join(parts)
+
+
+def html_page(runs: dict[str, pd.DataFrame], cdn: bool) -> str:
+    names = list(runs)
+    side = "".join(f'<div style="flex:1;min-width:380px"><h3>{html.escape(n)}</h3>'
+                   f"{table_html(S.best_table(t, top=TOP) if len(t) else pd.DataFrame())}</div>" for n, t in runs.items())
+    sections = [
+        (f"Best configuration of each run (differences vs {names[0]})", table_html(delta_table(runs))),
+        ("Best configurations, side by side", f'<div style="display:flex;gap:16px;flex-wrap:wrap">{side}</div>'),
+    ]
+    for p in shared_params(runs):
+        sections.append((f"Parameter {p}", figure_div(F.compare_param_curves(runs, p), f"no ok trial sets {p}")))
+    return page(f"ltsearch compare — {', '.join(names)}", sections, cdn)
+
+
+def write_compare(run_dirs: Sequence[str | Path], out: str | Path | None, fmt: str = "html", cdn: bool = False) -> str | Path:
+    """Compare runs; ``fmt`` is ``"html"`` (writes ``out``, returns its path) or ``"markdown"``
+    (returns the text; also writes it to ``out`` when given)."""
+    if fmt not in ("html", "markdown"):
+        raise ValueError(f"fmt must be 'html' or 'markdown', got {fmt!r}")
+    if not run_dirs:
+        raise ValueError("write_compare needs at least one run directory")
+    runs = load_runs(run_dirs)
+    if fmt == "markdown":
+        text = markdown(runs)
+        if out is not None:
+            Path(out).write_text(text, encoding="utf-8")
+        return text
+    if out is None:
+        raise ValueError("fmt='html' needs an output path")
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(html_page(runs, cdn), encoding="utf-8")
+    return target

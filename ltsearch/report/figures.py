@@ -1,0 +1,224 @@
+"""Plotly figure builders: each takes DataFrames and returns a ``go.Figure`` (or ``None`` when the
+run has nothing to draw). The numbers come from ``ltsearch.report.summary``; this module only
+draws them. Plotly is used directly (never ``optuna.visualization``)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.colors as pc
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ltsearch.report import summary as S
+
+PALETTE = pc.qualitative.Plotly
+GROUP_COLORS = {"many": "#1f77b4", "medium": "#ff7f0e", "few": "#d62728", "overall": "#7f7f7f"}
+SPLIT_SYMBOLS = {"many": "circle", "medium": "diamond", "few": "x"}
+
+
+def _none(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    fig.update_layout(title=title, height=height, template="plotly_white",
+                      margin={"l": 60, "r": 20, "t": 60, "b": 60}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = pc.hex_to_rgb(color) if color.startswith("#") else pc.unlabel_rgb(color)
+    return f"rgba({int(r)},{int(g)},{int(b)},{alpha})"
+
+
+def group_bars(trials: pd.DataFrame, top: int = 20) -> go.Figure | None:
+    """Grouped bars: many/medium/few/overall test accuracy per configuration, std over seeds as
+    error bars; an empty group has no bar (y is None, never 0) and the text 'n/a' in its slot."""
+    data = S.group_bars(trials, top=top)
+    if data.empty:
+        return None
+    configs = list(dict.fromkeys(data["config"]))
+    fig = go.Figure()
+    for group in ("many", "medium", "few", "overall"):
+        d = data[data["group"] == group].set_index("config").reindex(configs)
+        y = [_none(v) for v in d["mean"]]
+        fig.add_bar(name=group, x=configs, y=y, marker_color=GROUP_COLORS[group],
+                    error_y={"type": "data", "array": [_none(v) for v in d["std"]], "visible": True},
+                    text=["n/a" if v is None else f"{v:.1f}" for v in y], textposition="outside",
+                    hovertemplate="%{x}<br>" + group + ": %{y:.2f}<extra></extra>")
+    fig.update_layout(barmode="group", yaxis_title="test accuracy (%)", xaxis_tickangle=-20)
+    return _layout(fig, "Test accuracy by class group (mean ± std over seeds; n/a: the group has no class)", 460)
+
+
+def param_curve(trials: pd.DataFrame, param: str) -> go.Figure | None:
+    """Val and test accuracy vs one searched parameter: a line with a ±std band when numeric,
+    bars with error bars when categorical."""
+    numeric = S.is_numeric_param(trials[param])
+    fig = go.Figure()
+    drawn = False
+    for i, (metric, name) in enumerate((("val_acc", "val"), ("test_acc", "test"))):
+        d = S.param_curve(trials, param, metric)
+        if d.empty:
+            continue
+        drawn = True
+        color = PALETTE[i]
+        std = [0.0 if math.isnan(s) else s for s in d["std"]]
+        if numeric:
+            x = [float(v) for v in d["value"]]
+            fig.add_scatter(x=x + x[::-1], y=[m + s for m, s in zip(d["mean"], std)] + [m - s for m, s in zip(d["mean"][::-1], std[::-1])],
+                            fill="toself", fillcolor=_rgba(color, 0.18), mode="lines", line={"width": 0}, hoverinfo="skip",
+                            showlegend=False, name=f"{name} ± std")
+            fig.add_scatter(x=x, y=list(d["mean"]), mode="lines+markers", name=name, line={"color": color},
+                            customdata=list(d["n"]), hovertemplate=f"{param}=%{{x}}<br>{name}: %{{y:.2f}} (n=%{{customdata}})<extra></extra>")
+        else:
+            fig.add_bar(x=[S.fmt_value(v) for v in d["value"]], y=list(d["mean"]), name=name, marker_color=color,
+                        error_y={"type": "data", "array": [_none(s) for s in d["std"]], "visible": True},
+                        text=[f"{m:.2f}" for m in d["mean"]], textposition="inside", insidetextanchor="end")
+    if not drawn:
+        return None
+    fig.update_layout(xaxis_title=param, yaxis_title="accuracy (%)", barmode="group")
+    if numeric:
+        vals = trials[param].dropna().astype(float)
+        if len(vals) and vals.min() > 0 and vals.max() / vals.min() >= 50:
+            fig.update_xaxes(type="log")
+    else:
+        fig.update_xaxes(type="category")
+    return _layout(fig, f"{param}: accuracy over ok trials (mean ± std)", 380)
+
+
+def heatmap(trials: pd.DataFrame, a: str, b: str) -> go.Figure | None:
+    """Mean val and test accuracy over two categorical parameters (e.g. HRDC strategy × fusion),
+    both panels on one colour scale."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("val accuracy", "test accuracy"), horizontal_spacing=0.15)
+    pivots = [S.heatmap(trials, a, b, m) for m in ("val_acc", "test_acc")]
+    if any(p.empty for p in pivots):
+        return None
+    zmin = min(float(p.min().min()) for p in pivots)
+    zmax = max(float(p.max().max()) for p in pivots)
+    for col, p in enumerate(pivots, start=1):
+        z = [[_none(v) for v in row] for row in p.to_numpy(dtype=float)]
+        fig.add_heatmap(z=z, x=[S.fmt_value(v) for v in p.columns], y=[S.fmt_value(v) for v in p.index],
+                        text=[["n/a" if v is None else f"{v:.1f}" for v in row] for row in z], texttemplate="%{text}",
+                        colorscale="Viridis", zmin=zmin, zmax=zmax, showscale=col == 2, row=1, col=col)
+        fig.update_xaxes(title_text=b, type="category", row=1, col=col)
+        fig.update_yaxes(title_text=a, type="category", row=1, col=col)
+    return _layout(fig, f"{a} × {b} (mean over ok trials)", 420)
+
+
+def parcoords(trials: pd.DataFrame) -> go.Figure | None:
+    """Parallel coordinates over the searched parameters, one line per ok trial, coloured by val acc."""
+    if not S.searched_params(trials):
+        return None
+    dims, color = S.parcoords(trials)
+    if not color:
+        return None
+    fig = go.Figure(go.Parcoords(dimensions=dims, line={"color": color, "colorscale": "Viridis", "showscale": True,
+                                                         "colorbar": {"title": {"text": "val acc"}}}))
+    _layout(fig, "Searched parameters, coloured by val accuracy (ok trials with every parameter set)", 460)
+    fig.update_layout(margin={"l": 80, "r": 40, "t": 110, "b": 40})
+    return fig
+
+
+def importance(result: dict[str, float] | str) -> go.Figure | None:
+    """Horizontal bars of parameter importance (``summary.param_importance``); None if unavailable."""
+    if isinstance(result, str) or not result:
+        return None
+    items = sorted(result.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
+                           marker_color=PALETTE[0], text=[f"{v:.2f}" for _, v in items], textposition="auto"))
+    fig.update_layout(xaxis_title="fANOVA importance (sums to 1)")
+    return _layout(fig, "Parameter importance for val accuracy", 160 + 40 * len(items))
+
+
+def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, top: int = 8) -> go.Figure | None:
+    """Mean (± std band) val_acc, train_loss and non-null schedule values per epoch for the ``top``
+    ranked configurations."""
+    ranked = S.config_summary(trials)
+    configs = list(ranked["config"].head(top)) if len(ranked) else []
+    data = S.learning_curves(trials, epochs, configs)
+    if data.empty:
+        return None
+    columns = list(dict.fromkeys(data["column"]))
+    fig = make_subplots(rows=len(columns), cols=1, shared_xaxes=True, subplot_titles=columns, vertical_spacing=0.06)
+    for i, config in enumerate(c for c in configs if c in set(data["config"])):
+        color = PALETTE[i % len(PALETTE)]
+        for r, column in enumerate(columns, start=1):
+            d = data[(data["config"] == config) & (data["column"] == column)]
+            if d.empty:
+                continue
+            x, m = list(d["epoch"]), list(d["mean"])
+            s = [0.0 if math.isnan(v) else v for v in d["std"]]
+            if any(s):
+                fig.add_scatter(x=x + x[::-1], y=[a + b for a, b in zip(m, s)] + [a - b for a, b in zip(m[::-1], s[::-1])],
+                                fill="toself", fillcolor=_rgba(color, 0.12), mode="lines", line={"width": 0}, hoverinfo="skip",
+                                showlegend=False, legendgroup=config, row=r, col=1)
+            fig.add_scatter(x=x, y=m, mode="lines", name=config, legendgroup=config, showlegend=r == 1,
+                            line={"color": color}, row=r, col=1)
+    fig.update_xaxes(title_text="epoch", row=len(columns), col=1)
+    fig.update_xaxes(tickformat="d")
+    return _layout(fig, f"Learning curves (mean ± std over seeds, top {top} configurations)", 220 * len(columns) + 160)
+
+
+def per_class(trials: pd.DataFrame, per_class_df: pd.DataFrame, column: str = "test_acc") -> go.Figure | None:
+    """Per-class accuracy (or weight norm) vs the class's training count (log x): best vs baseline."""
+    data = S.per_class_pair(trials, per_class_df, column)
+    if data.empty:
+        return None
+    _, _, why = S.best_and_baseline(trials)
+    fig = go.Figure()
+    for i, role in enumerate(("best", "baseline")):
+        d = data[data["role"] == role]
+        if d.empty:
+            continue
+        label = f"{role}: {d['config'].iloc[0]}"
+        fig.add_scatter(x=list(d["train_count"]), y=list(d["value"]), mode="markers", name=label,
+                        marker={"color": PALETTE[i], "size": 7, "opacity": 0.8,
+                                "symbol": [SPLIT_SYMBOLS.get(s, "circle") for s in d["split"]]},
+                        customdata=list(zip(d["class_index"], d["split"])),
+                        hovertemplate="class %{customdata[0]} (%{customdata[1]})<br>train count %{x}<br>%{y:.2f}<extra></extra>")
+    for edge in (20, 100):
+        fig.add_vline(x=edge, line={"dash": "dot", "color": "#999"})
+    name = {"test_acc": "test accuracy (%)", "weight_norm": "classifier weight norm"}.get(column, column)
+    fig.update_xaxes(type="log", title_text="training images of the class (log)")
+    fig.update_yaxes(title_text=name)
+    title = f"Per-class {name} vs training count" + (f" — baseline: {why}" if why else "")
+    return _layout(fig, title, 440)
+
+
+def weight_norms(trials: pd.DataFrame, per_class_df: pd.DataFrame) -> go.Figure | None:
+    """Classifier weight norm per class (classes ordered by training count), best vs baseline."""
+    if per_class_df.empty or "weight_norm" not in per_class_df or per_class_df["weight_norm"].isna().all():
+        return None
+    fig = per_class(trials, per_class_df, "weight_norm")
+    return fig
+
+
+def compare_param_curves(runs: dict[str, pd.DataFrame], param: str, metric: str = "val_acc") -> go.Figure | None:
+    """One parameter's curve for several runs overlaid (numeric: lines with bands; else grouped bars)."""
+    fig = go.Figure()
+    numeric = all(S.is_numeric_param(t[param]) for t in runs.values() if param in t)
+    for i, (name, trials) in enumerate(runs.items()):
+        if param not in trials:
+            continue
+        d = S.param_curve(trials, param, metric)
+        if d.empty:
+            continue
+        color = PALETTE[i % len(PALETTE)]
+        std = [0.0 if math.isnan(s) else s for s in d["std"]]
+        if numeric:
+            x = [float(v) for v in d["value"]]
+            fig.add_scatter(x=x + x[::-1], y=[m + s for m, s in zip(d["mean"], std)] + [m - s for m, s in zip(d["mean"][::-1], std[::-1])],
+                            fill="toself", fillcolor=_rgba(color, 0.15), mode="lines", line={"width": 0}, hoverinfo="skip",
+                            showlegend=False)
+            fig.add_scatter(x=x, y=list(d["mean"]), mode="lines+markers", name=name, line={"color": color})
+        else:
+            fig.add_bar(x=[S.fmt_value(v) for v in d["value"]], y=list(d["mean"]), name=name, marker_color=color,
+                        error_y={"type": "data", "array": [_none(s) for s in d["std"]], "visible": True})
+    if not fig.data:
+        return None
+    fig.update_layout(xaxis_title=param, yaxis_title=f"{metric} (%)", barmode="group")
+    if not numeric:
+        fig.update_xaxes(type="category")
+    return _layout(fig, f"{param} vs {metric}, runs overlaid", 380)

@@ -1,0 +1,159 @@
+"""``write_report(run_dir, out=None, cdn=False)``: one self-contained HTML page for a run.
+
+plotly.js is inlined once in the page head (about 5 MB, works offline); ``cdn=True`` references
+plotly's CDN instead (small file, needs network to view). Sections: summary and provenance, best
+configurations, class-group bars, each searched parameter (a heat map when exactly two categorical
+parameters are searched), parallel coordinates, parameter importance (10+ ok trials), learning
+curves, per-class accuracy and classifier weight norms of the best trial vs a baseline, failed
+trials, and ``spec.yaml`` when the run has one.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.offline as po
+
+import ltsearch
+
+from ltsearch.report import figures as F
+from ltsearch.report import summary as S
+from ltsearch.results import load
+from ltsearch.results.provenance import git_commit
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
+h1{font-size:1.6em;margin-bottom:4px} h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+table.lt{border-collapse:collapse;font-size:13px;margin:8px 0} table.lt th,table.lt td{border:1px solid #ddd;padding:4px 8px;text-align:right}
+table.lt th{background:#f4f4f4} table.lt td:nth-child(2){text-align:left} .muted{color:#666;font-size:13px}
+pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px} .na{color:#999}
+"""
+
+
+def plotly_script(cdn: bool) -> str:
+    """The one ``<script>`` that loads plotly.js: inline, or from the CDN."""
+    if cdn:
+        return f'<script charset="utf-8" src="https://cdn.plot.ly/plotly-{po.get_plotlyjs_version()}.min.js"></script>'
+    return f'<script type="text/javascript">{po.get_plotlyjs()}</script>'
+
+
+def figure_div(fig: go.Figure | None, note: str = "") -> str:
+    if fig is None:
+        return f'<p class="muted">{html.escape(note or "nothing to draw")}</p>'
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+
+
+def table_html(df: pd.DataFrame) -> str:
+    if df.empty:
+        return '<p class="muted">no rows</p>'
+    out = df.to_html(index=False, classes="lt", border=0, escape=True, na_rep="n/a")
+    return out.replace("<td>n/a</td>", '<td class="na">n/a</td>')
+
+
+def page(title: str, sections: Iterable[tuple[str, str]], cdn: bool, intro: str = "") -> str:
+    body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{content}" for h, content in sections)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
+            f"<style>{CSS}</style>\n{plotly_script(cdn)}\n</head><body>\n<h1>{html.escape(title)}</h1>\n"
+            f"{intro}\n{body}\n</body></html>\n")
+
+
+def _first(trials: pd.DataFrame, col: str) -> str:
+    if col not in trials:
+        return ""
+    vals = trials[col].dropna().astype(str).unique()
+    return ", ".join(vals[:4]) + (" …" if len(vals) > 4 else "")
+
+
+def run_name(run_dir: str | Path, trials: pd.DataFrame) -> str:
+    return _first(trials, "sweep") or Path(str(run_dir).rstrip("/")).name
+
+
+def _read_spec(run_dir: str | Path) -> str:
+    p = Path(str(run_dir)) / "spec.yaml"
+    try:
+        return p.read_text() if p.is_file() else ""
+    except OSError:
+        return ""
+
+
+def summary_html(trials: pd.DataFrame) -> str:
+    counts = S.status_counts(trials)
+    params = S.searched_params(trials)
+    facts = [("dataset", _first(trials, "dataset")), ("imbalance", _first(trials, "imbalance")),
+             ("method", _first(trials, "method")), ("loss", _first(trials, "loss")), ("arch", _first(trials, "arch")),
+             ("trials", f"{len(trials)} ({counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, "
+                        f"{counts.get('stopped', 0)} stopped)"),
+             ("searched parameters", ", ".join(params) or "none"),
+             ("configurations", str(len(S.config_summary(trials))) if len(trials) else "0")]
+    for col in ("ltsearch_version", "torch_version", "ray_version", "git_commit", "device"):
+        facts.append((f"trained with {col}", _first(trials, col)))
+    commit = git_commit()
+    facts.append(("report by", f"ltsearch {ltsearch.__version__}" + (f" @ {commit[:12]}" if commit else "")))
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v or '—')}</td></tr>"
+                   for k, v in facts)
+    return f'<table class="lt">{rows}</table>'
+
+
+def param_sections(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    params = S.searched_params(trials)
+    cats = S.categorical_params(trials)
+    out = []
+    if len(cats) == 2 and len(params) == 2:
+        out.append((f"{cats[0]} × {cats[1]}", figure_div(F.heatmap(trials, *cats))))
+    for p in params:
+        out.append((f"Parameter {p}", figure_div(F.param_curve(trials, p), f"no ok trial sets {p}")))
+    return out
+
+
+def failed_html(trials: pd.DataFrame) -> str:
+    bad = trials[trials["status"].isin(["failed", "stopped"])] if "status" in trials else trials.iloc[0:0]
+    if bad.empty:
+        return '<p class="muted">none</p>'
+    df = S.with_configs(bad)
+    cols = [c for c in ("trial_id", "config", "seed", "status", "epochs_done", "error") if c in df]
+    view = df[cols].copy()
+    if "error" in view:
+        view["error"] = view["error"].fillna("").astype(str).str.slice(0, 200)
+    return table_html(view)
+
+
+def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFrame, per_class: pd.DataFrame) -> list[tuple[str, str]]:
+    if trials.empty:
+        return [("Results", '<p class="muted">this run has no finished trials yet</p>')]
+    imp = S.param_importance(trials)
+    _, _, why = S.best_and_baseline(trials)
+    sections = [
+        ("Summary", summary_html(trials)),
+        ("Best configurations", '<p class="muted">mean ± std over the ok seeds, ranked by mean val accuracy; '
+                                'many/medium/few are test accuracies, n/a where the group is empty.</p>'
+                                + table_html(S.best_table(trials, top=50))),
+        ("Accuracy by class group", figure_div(F.group_bars(trials), "no ok trials")),
+        *param_sections(trials),
+        ("Parallel coordinates", figure_div(F.parcoords(trials), "no searched parameters")),
+        ("Parameter importance", figure_div(F.importance(imp), imp if isinstance(imp, str) else "")),
+        ("Learning curves", figure_div(F.learning_curves(trials, epochs), "no epoch records")),
+        ("Per-class test accuracy", (f'<p class="muted">baseline: {html.escape(why)}</p>' if why else "")
+         + figure_div(F.per_class(trials, per_class), "no per-class records")),
+        ("Classifier weight norms", figure_div(F.weight_norms(trials, per_class), "no weight norms recorded")),
+        ("Failed and stopped trials", failed_html(trials)),
+    ]
+    spec = _read_spec(run_dir)
+    if spec:
+        sections.append(("spec.yaml", f"<details><summary>show</summary><pre>{html.escape(spec)}</pre></details>"))
+    return sections
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, cdn: bool = False) -> Path:
+    """Write the HTML report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``); return its path."""
+    trials, epochs, per_class = load(run_dir)
+    target = Path(out) if out is not None else Path(str(run_dir)) / "report.html"
+    text = page(f"ltsearch report — {run_name(run_dir, trials)}", build_sections(run_dir, trials, epochs, per_class), cdn)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    return target
