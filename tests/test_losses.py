@@ -313,3 +313,18 @@ def test_posthoc_tau():
     expected = [v - 0.7 * math.log(n / total) for v, n in zip(raw, COUNTS)]
     assert m.predict(x)[0].tolist() == pytest.approx(expected, rel=1e-5)
     assert single(loss="ce").predict(x)[0].tolist() == pytest.approx(raw)
+
+
+def test_drw_trial_with_best_val_checkpoint_runs():
+    """A best-val checkpoint from before the DRW switch must load into the model after it."""
+    from conftest import tiny_experiment
+
+    from ltsearch.spec import ExperimentSpec
+    from ltsearch.train.loop import run_trial
+
+    exp = ExperimentSpec.model_validate(tiny_experiment(**{
+        "method": {"name": "single", "loss": "cb_focal", "drw_epoch": 1, "beta": 0.99},
+        "eval.checkpoint_rule": "best_val", "optim.epochs": 3}))
+    out = run_trial(exp)
+    assert out.summary["status"] == "ok"
+    assert [r.schedules["drw_on"] for r in out.epochs] == [0.0, 1.0, 1.0]

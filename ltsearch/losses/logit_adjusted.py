@@ -18,7 +18,7 @@ class BalancedSoftmax(LTLoss):
 
 @LOSSES.register("logit_adjust")
 class LogitAdjusted(LTLoss):
-    """Logit-adjusted loss (Menon et al. 2021, "Long-Tail Learning via Logit Adjustment", eq. 10):
+    """Logit-adjusted loss (Menon et al. 2021, "Long-Tail Learning via Logit Adjustment", ICLR):
     ℓ = CE(z + τ·log π, y), π_i = n_i / Σ n the training prior. Predict with the raw logits z.
 
     ``tau``: scaling τ of the log prior (≥ 0); 1 is Fisher-consistent for the balanced error and

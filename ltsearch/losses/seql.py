@@ -11,7 +11,7 @@ from ltsearch.registry import LOSSES
 @LOSSES.register("seql")
 class SoftmaxEqualization(LTLoss):
     """Softmax equalization loss, SEQL (Tan et al. 2020, "Equalization Loss for Long-Tailed Object
-    Recognition", CVPR, Sec. 5 / eq. 7; as the SEQL of Zhang et al. 2021's Bag of Tricks):
+    Recognition", CVPR, its softmax variant; as the SEQL of Zhang et al. 2021's Bag of Tricks):
 
         ℓ = −log p̃_y,   p̃_y = e^{z_y} / Σ_k w_k e^{z_k},   w_k = 1 − β_k · T_λ(f_k) · (1 − 1[k = y])
 

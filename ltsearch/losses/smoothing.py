@@ -44,7 +44,7 @@ class LabelSmoothing(LTLoss):
 @LOSSES.register("label_aware_smooth")
 class LabelAwareSmoothing(LTLoss):
     """Label-aware smoothing (Zhong et al. 2021, "Improving Calibration for Long-Tailed
-    Recognition", MiSLAS, eq. 5): label smoothing with a class-dependent ε_y, from ``eps_head`` for
+    Recognition", CVPR, MiSLAS): label smoothing with a class-dependent ε_y, from ``eps_head`` for
     the most frequent class (N_1) to ``eps_tail`` for the least frequent (N_K). With
     r = (N_y − N_K)/(N_1 − N_K) ∈ [0, 1]:
 
