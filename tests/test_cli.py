@@ -1,0 +1,46 @@
+import yaml
+from typer.testing import CliRunner
+
+from ltsearch.cli import app
+
+runner = CliRunner()
+
+
+def test_data_show_cifar100():
+    r = runner.invoke(app, ["data", "show", "cifar100", "--imbalance", "100"])
+    assert r.exit_code == 0, r.output
+    assert "10,847" in r.output and "many (> 100): 35" in r.output and "medium: 35" in r.output
+    assert "few (< 20): 30" in r.output
+
+
+def test_data_show_cifar10():
+    r = runner.invoke(app, ["data", "show", "cifar10", "--imbalance", "100"])
+    assert r.exit_code == 0 and "12,406" in r.output
+
+
+def test_typo_exits_2_with_one_line(tmp_path):
+    spec = yaml.safe_load(open("search_spaces/quickstart.yaml"))
+    spec["experiment"]["optim"]["lrr"] = spec["experiment"]["optim"].pop("lr")
+    p = tmp_path / "typo.yaml"
+    p.write_text(yaml.safe_dump(spec))
+    r = runner.invoke(app, ["run", str(p), "--storage", str(tmp_path / "runs")])
+    assert r.exit_code == 2
+    assert "experiment.optim.lrr" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_unknown_dataset_and_missing_cifar_exit_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTSEARCH_DATA", str(tmp_path / "data"))
+    r = runner.invoke(app, ["train", "search_spaces/quickstart.yaml", "--set", "experiment.data.dataset=cifar100",
+                            "--set", "experiment.model.arch=resnet8", "--storage", str(tmp_path / "runs")])
+    assert r.exit_code == 2 and "cifar-100-python" in r.output
+    assert not (tmp_path / "runs").exists()
+    r = runner.invoke(app, ["data", "show", "imagenet"])
+    assert r.exit_code == 2 and "unknown dataset" in r.output
+
+
+def test_train_writes_parquet(tmp_path):
+    r = runner.invoke(app, ["train", "search_spaces/quickstart.yaml", "--storage", str(tmp_path), "--set",
+                            "experiment.optim.epochs=2"])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "quickstart" / "trials").glob("*.parquet"))) == 1
