@@ -310,6 +310,28 @@ def test_compare_markdown_differences(gamma_run, hrdc_run, tmp_path):
         compare.write_compare([gamma_run], tmp_path / "x", fmt="pdf")
 
 
+def test_pages_for_degenerate_runs(tmp_path):
+    """No results yet; only failed trials; a single training without searched parameters."""
+    empty = H.write_report(tmp_path / "empty", tmp_path / "empty.html")
+    assert "no finished trials" in empty.read_text()
+    store = ResultStore(tmp_path / "failed")
+    for seed in (0, 1):
+        _trial(store, f"f{seed}", method="single", loss="ce", seed=seed, status="failed", params={}, types={},
+               sweep="failed")
+    text = H.write_report(tmp_path / "failed").read_text()
+    assert "RuntimeError: boom" in text and "no ok trials" in text
+    assert S.best_table(load(tmp_path / "failed")[0])["failed"].tolist() == [2]
+    single = ResultStore(tmp_path / "single")
+    _trial(single, "t0", method="single", loss="ce", seed=0, params={}, types={}, sweep="single")
+    trials = load(tmp_path / "single")[0]
+    assert S.searched_params(trials) == [] and F.parcoords(trials) is None
+    assert 'class="plotly-graph-div"' in H.write_report(tmp_path / "single").read_text()
+    md = compare.write_compare([tmp_path / "single", tmp_path / "failed"], tmp_path / "c.md", fmt="markdown")
+    assert (tmp_path / "c.md").read_text() == md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| failed |"))
+    assert row.count("n/a") == 8  # 4 groups + 4 differences
+
+
 # ---------------------------------------------------------------- browser
 
 

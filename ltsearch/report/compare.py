@@ -70,6 +70,15 @@ def delta_table(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
+def compact_best(trials: pd.DataFrame) -> pd.DataFrame:
+    """The top rows of ``summary.best_table`` with the trial counts in one ``ok/failed/stopped`` column."""
+    t = S.best_table(trials, top=TOP) if len(trials) else pd.DataFrame()
+    if t.empty:
+        return t
+    t["ok/failed/stopped"] = [f"{a}/{b}/{c}" for a, b, c in zip(t["seeds ok"], t["failed"], t["stopped"])]
+    return t.drop(columns=["seeds ok", "failed", "stopped"])
+
+
 def param_table(runs: dict[str, pd.DataFrame], param: str, metric: str = "val_acc") -> pd.DataFrame:
     """Rows = parameter values, one column per run: mean ± std of ``metric``."""
     cols = {}
@@ -108,11 +117,10 @@ def markdown(runs: dict[str, pd.DataFrame]) -> str:
 
 def html_page(runs: dict[str, pd.DataFrame], cdn: bool) -> str:
     names = list(runs)
-    side = "".join(f'<div style="flex:1;min-width:380px"><h3>{html.escape(n)}</h3>'
-                   f"{table_html(S.best_table(t, top=TOP) if len(t) else pd.DataFrame())}</div>" for n, t in runs.items())
+    side = "".join(f"<div><h3>{html.escape(n)}</h3>{table_html(compact_best(t))}</div>" for n, t in runs.items())
     sections = [
         (f"Best configuration of each run (differences vs {names[0]})", table_html(delta_table(runs))),
-        ("Best configurations, side by side", f'<div style="display:flex;gap:16px;flex-wrap:wrap">{side}</div>'),
+        ("Best configurations, side by side", f'<div class="runs">{side}</div>'),
     ]
     for p in shared_params(runs):
         sections.append((f"Parameter {p}", figure_div(F.compare_param_curves(runs, p), f"no ok trial sets {p}")))

@@ -22,14 +22,16 @@ import ltsearch
 
 from ltsearch.report import figures as F
 from ltsearch.report import summary as S
-from ltsearch.results import load
+from ltsearch.results import ResultStore, load
 from ltsearch.results.provenance import git_commit
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
 h1{font-size:1.6em;margin-bottom:4px} h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 table.lt{border-collapse:collapse;font-size:13px;margin:8px 0} table.lt th,table.lt td{border:1px solid #ddd;padding:4px 8px;text-align:right}
-table.lt th{background:#f4f4f4} table.lt td:nth-child(2){text-align:left} .muted{color:#666;font-size:13px}
+table.lt th{background:#f4f4f4} table.lt td{white-space:nowrap} table.lt td:nth-child(2){text-align:left;white-space:normal}
+.runs{display:flex;gap:16px;flex-wrap:wrap} .runs>div{flex:1 1 560px;min-width:0;overflow-x:auto}
+.runs table.lt{font-size:12px} .runs table.lt th,.runs table.lt td{padding:3px 5px} .runs table.lt td:nth-child(2){min-width:140px} .muted{color:#666;font-size:13px}
 pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px} .na{color:#999}
 """
 
@@ -148,10 +150,15 @@ def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFra
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, cdn: bool = False) -> Path:
-    """Write the HTML report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``); return its path."""
+    """Write the HTML report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``); return its path.
+
+    A run without results yet still gets a page (saying so); ``cdn=True`` links plotly.js instead
+    of inlining it."""
     trials, epochs, per_class = load(run_dir)
-    target = Path(out) if out is not None else Path(str(run_dir)) / "report.html"
     text = page(f"ltsearch report — {run_name(run_dir, trials)}", build_sections(run_dir, trials, epochs, per_class), cdn)
+    if out is None:  # next to the results, through the store (atomic; also for s3:// / gs:// run dirs)
+        return Path(ResultStore(run_dir).write_text("report.html", text))
+    target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
