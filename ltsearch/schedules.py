@@ -14,7 +14,7 @@ name                   value                                  used by
 ``d2c``                p^γ                                    SDNHL's λ (γ = 0 → 1 always)
 ``hrdc``               (p − 1)²                               HRDC's α = ((T − T_max)/T_max)²
 ``segmented``          ``high`` before ``switch``, else ``low`` HRDC Table 6 (two-phase)
-``gra``                s·(c^p − 1)                            GLAG's adjustment strength
+``gra``                s·(c^p − 1) (convex; linear, concave)  GLAG's adjustment strength
 ``constant``           ``value``                              anything fixed
 ====================== ====================================== ===========================
 """
@@ -90,14 +90,26 @@ def segmented(switch: float = 0.5, high: float = 1.0, low: float = 0.0) -> Sched
 
 @SCHEDULES.register("gra")
 def gra(s: float = 1.0, c: float = 2.0, form: str = "convex") -> Schedule:
-    """GLAG's GraLoss strength. ``convex``: s·(c^p − 1); ``linear``: s·(c − 1)·p;
-    ``concave``: s·(c − 1)·(1 − (1 − p)^c)… see ltsearch.losses.gra for the paper's forms."""
+    """GLAG's GraLoss strength (Zhang & Xiang 2022, Eq. 3): α = s·(c^p − 1), p = T / T_max.
+
+    The paper gives only Eq. 3 and names three forms (Table 5: linear, concave, convex with
+    c = 2, 4, 6, 8; "with different c, α will be in concave, linear or convex forms"). All three
+    start at 0 and end at the same value A = s·(c − 1):
+
+    - ``convex``: s·(c^p − 1), Eq. 3 as written (c > 1); c = 2, s = 1 is the paper's default.
+    - ``linear``: s·(c − 1)·p, the straight line between the same end points (Eq. 3's c → 1 limit
+      once rescaled to the same end value).
+    - ``concave``: s·c·(1 − c^{−p}) = A − convex(1 − p), the convex curve reflected through the
+      midpoint of the line; it is Eq. 3 itself with c' = 1/c < 1 and s' = −s·c.
+    """
+    if c <= 1:
+        raise ValueError(f"gra c must be > 1, got {c}")
     if form == "convex":
         return lambda p: s * (c ** _p(p) - 1.0)
     if form == "linear":
         return lambda p: s * (c - 1.0) * _p(p)
     if form == "concave":
-        return lambda p: s * (c - 1.0) * math.log1p((c - 1.0) * _p(p)) / math.log(c) if c > 1 else 0.0
+        return lambda p: s * c * (1.0 - c ** (-_p(p)))
     raise ValueError(f"gra form must be convex, linear or concave, got {form!r}")
 
 

@@ -8,6 +8,7 @@ loop asks it for its stages and its data streams, calls ``forward(batch, progres
 =======================  ==============================================================
 ``stages()``             [Stage(name, epochs, optim)]; one stage unless two-stage
 ``begin_stage(stage)``   e.g. freeze the backbone, re-initialise the classifier
+``stage_reuse(stage)``   StageReuse(identity, module[, source]) to cache / load a stage's result
 ``streams(epoch)``       {stream name: Stream(sampler, views)}; the batch holds one entry each
 ``on_epoch_start(e, p)`` before epoch e (0-based) at progress p = e / epochs
 ``training_step(b, p)``  {"loss": scalar tensor, other float logs...}
@@ -47,6 +48,20 @@ class Stage:
     name: str
     epochs: int
     optim: OptimSpec
+
+
+@dataclass
+class StageReuse:
+    """A stage whose result can be reused (``ltsearch.train.stage_cache``): ``module``'s state at the
+    stage's end depends only on ``identity`` (the method's parameters for that stage) plus the data,
+    model, seed and the stage's optimiser, so trials that agree on those share it. ``source``: an
+    explicit state file to load instead of training (e.g. ``stage1_from``); ``name``: the module's
+    attribute name, under which a full method checkpoint holds its keys."""
+
+    identity: dict[str, Any]
+    module: nn.Module
+    source: str | None = None
+    name: str = "net"
 
 
 @dataclass
@@ -98,6 +113,10 @@ class Method(nn.Module):
 
     def begin_stage(self, stage: Stage) -> None:
         pass
+
+    def stage_reuse(self, stage: Stage) -> StageReuse | None:
+        """None: the stage is always trained (the default)."""
+        return None
 
     def trainable_parameters(self, stage: Stage) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

@@ -1,0 +1,139 @@
+"""``bwlm``: Balanced Weight Learning Mechanism (Fan et al. 2024, Appl. Sci. 14, 454).
+
+Reading of §3.2 ("Data Balanced Review", Eq. 2–4, Figure 1). Classes are sorted by training count
+(descending, ties by index); m = ⌊C/2⌋ ("the middle number of classes, m = C/2").
+
+- Stage 1 (``representation``) trains the whole network with cross-entropy (and the spec's
+  weight decay, "we also include weight decay in the first stage") on D_stage1 = Σ_{j≤m} D_j: the
+  *common* half of the classes only (Eq. 2's first line; Figure 1: "in the first stage, we use
+  common class samples"). ``stage1_data: all`` trains on every class instead (plain decoupling).
+  Sampler ``bwlm_head``: each epoch a permutation of the common classes' images.
+- Stage 2 (``classifier``) freezes the network and trains a *new* fully connected layer (Eq. 4) on
+  the balanced review set D̂ = Σ_{j≤m} sam(D_j, n_{m+1}) + Σ_{j>m} D_j: each common class randomly
+  sub-sampled (without replacement, once per trial, fixed across epochs) to n_{m+1} images, the
+  count of the most frequent rare class; rare classes kept whole (Eq. 2). Sampler
+  ``balanced_review``: each epoch a permutation of D̂.
+- Stage-2 loss: BFS (``ltsearch.losses.bfs``: α·CB-focal + (1 − α)·balanced softmax, α = 0.1
+  by default, §4.3) over the class counts of D̂, the set it is trained on; with weight decay
+  λ‖θ‖² on the new layer (Eq. 14–17: ``stage2_weight_decay``, the searched parameter; BWLM takes
+  λ from Alshammari et al. 2022 without stating it). ``stage2_loss: ce`` gives the paper's CE / CEW
+  rows; BFS with α = 1 / α = 0 gives CB(W) / BS(W) (Table 2).
+- The paper trains with batch size 64, SGD momentum 0.9, cosine decay from lr 0.01 (§4.2).
+
+Parameters: ``stage1_data`` (head | all), ``stage2_loss`` (bfs | ce), ``bfs_alpha`` (0.1),
+``bfs_beta`` (0.9999), ``bfs_gamma`` (1.0), and those of ``ltsearch.methods.two_stage``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from ltsearch.data.samplers import Sampler
+from ltsearch.losses import build_loss
+from ltsearch.methods.base import MethodContext, Stream
+from ltsearch.methods.two_stage import REPRESENTATION, TwoStage, TwoStageParams, reinit_head
+from ltsearch.registry import METHODS, SAMPLERS
+
+
+def review_counts(class_counts: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(common classes, per-class counts of the balanced review set D̂) for these training counts."""
+    order = sorted(range(len(class_counts)), key=lambda c: (-class_counts[c], c))
+    m = len(order) // 2
+    common = sorted(order[:m])
+    cap = class_counts[order[m]] if m < len(order) else 0
+    counts = [min(n, cap) if c in common else n for c, n in enumerate(class_counts)]
+    return common, counts
+
+
+class _SubsetSampler(Sampler):
+    """A fixed subset of the training set (drawn once from the seed), permuted every epoch."""
+
+    def __init__(self, labels: torch.Tensor, class_counts: Sequence[int]):
+        super().__init__(labels, class_counts)
+        self.class_counts = [int(n) for n in class_counts]
+
+    def class_probabilities(self, counts: torch.Tensor) -> torch.Tensor:
+        return counts / counts.sum()  # unused: epoch_indices is overridden
+
+    def subset(self, seed: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def epoch_indices(self, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        idx = self.subset(seed)
+        g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
+        return idx[torch.randperm(len(idx), generator=g)][rank::world_size]
+
+
+@SAMPLERS.register("bwlm_head")
+class CommonHalfSampler(_SubsetSampler):
+    """BWLM's D_stage1: the images of the ⌊C/2⌋ most frequent classes."""
+
+    def subset(self, seed: int) -> torch.Tensor:
+        common, _ = review_counts(self.class_counts)
+        return torch.nonzero(torch.isin(self.labels, torch.tensor(common))).flatten()
+
+
+@SAMPLERS.register("balanced_review")
+class BalancedReviewSampler(_SubsetSampler):
+    """BWLM's D̂ (Eq. 2): common classes sub-sampled to n_{m+1}, rare classes whole."""
+
+    def subset(self, seed: int) -> torch.Tensor:
+        _, counts = review_counts(self.class_counts)
+        g = torch.Generator().manual_seed(int(seed) * 100_003 + 424_242)  # sam(·): once per trial
+        keep = []
+        for c, n in enumerate(counts):
+            idx = torch.nonzero(self.labels == c).flatten()
+            keep.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+        return torch.sort(torch.cat(keep)).values
+
+
+class BwlmParams(TwoStageParams):
+    model_config = ConfigDict(extra="forbid")
+    stage1_data: Literal["head", "all"] = "head"
+    stage2_loss: Literal["bfs", "ce"] = "bfs"
+    bfs_alpha: float = Field(0.1, ge=0, le=1)
+    bfs_beta: float = Field(0.9999, ge=0, lt=1)
+    bfs_gamma: float = Field(1.0, ge=0)
+    stage2_sampler: str = "balanced_review"
+
+
+@METHODS.register("bwlm")
+class BWLM(TwoStage):
+    Params: ClassVar[type[BaseModel]] = BwlmParams
+    name = "bwlm"
+
+    def __init__(self, params: BwlmParams, ctx: MethodContext):
+        super().__init__(params, ctx)
+        p = params
+        self.loss_fn = build_loss("ce", ctx.class_counts)
+        _, self.review = review_counts(ctx.class_counts)
+        stage2_counts = self.review if p.stage2_sampler == "balanced_review" else ctx.class_counts
+        if p.stage2_loss == "bfs":
+            self.loss2 = build_loss("bfs", stage2_counts, where="experiment.method",
+                                    alpha=p.bfs_alpha, beta=p.bfs_beta, gamma=p.bfs_gamma)
+        else:
+            self.loss2 = build_loss("ce", stage2_counts)
+
+    def stage1_identity(self) -> dict[str, Any]:
+        return {**super().stage1_identity(), "data": self.params.stage1_data}
+
+    def streams(self, epoch: int) -> dict[str, Stream]:
+        if self.stage == REPRESENTATION and self.params.stage1_data == "head":
+            return {"main": Stream(sampler="bwlm_head")}
+        return super().streams(epoch)
+
+    def setup_classifier(self) -> None:
+        reinit_head(self.net.classifier, self.ctx.seed + 1)  # Eq. 4: a new FC layer
+        self.net.classifier.requires_grad_(True)
+
+    def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
+        if self.stage == REPRESENTATION:
+            return self.stage1_step(batch, self.loss_fn)
+        x, y = batch["main"]["weak"], batch["main"]["y"]
+        return {"loss": self.loss2(self.net.classifier(self.frozen_features(x)), y)}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

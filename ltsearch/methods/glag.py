@@ -1,0 +1,286 @@
+"""``glag``: Gradual Balanced Loss and Adaptive Feature Generation (Zhang & Xiang 2022).
+
+Stage 1 (``representation``): the whole network with GraLoss (``ltsearch.losses.gra``),
+α = s·(c^p − 1) over stage-1 progress p (Eq. 3–4; paper: c = 2, s = 1 on CIFAR-100-LT).
+
+Stage 2 (``classifier``, the paper's 40 "generation epochs"): the backbone is frozen and a new
+linear classifier h₂ is trained on real features plus features drawn by the Adaptive Feature
+Generator (AFG). Choices where the paper is silent or ambiguous:
+
+- Tukey's ladder of powers x̂ = x^λ (λ = ``tukey_lambda``, 0.5 as in Yang et al. 2021's "free lunch"
+  calibration GLAG follows; λ = 0 → log x; applied sign-preservingly, sign(x)|x|^λ, so features that
+  can be negative stay defined). The paper writes the class statistics (Eq. 5–6) over untransformed
+  features but transforms the tail samples before calibrating; we compute the means and covariances
+  (N_k − 1 denominator; zero for a one-sample class) on *transformed* training features (no
+  augmentation), so that the Gaussian assumption, the calibration and the sampling all live in one
+  space, and h₂ reads transformed features at training and test time (as in free-lunch calibration).
+- Head / tail: classes with more than ``head_threshold`` training images are head (the many-shot
+  split, > 100); the others are tail. Each class gets N_max − N_c generated features per epoch
+  ("the sampling number depends on the gap to the head class"). Head classes (and a tail class that
+  no class out-numbers) draw them from their own Gaussian N(μ_c, Σ_c). For a tail class the draws
+  are spread evenly over its real samples; for sample x̂_i the support set S is the ``support_k``
+  classes with more training images than y_i nearest to x̂_i (d_ij = ‖x̂_i − μ_j‖, Eq. 7),
+  ω_j = N_j / d_ij (Eq. 10), and x̂_i's Gaussian is (Eq. 8–9)
+      μ = (1 − β)·x̂_i + β·Σω_jμ_j/Σω_j,   Σ = (1 − β)²·Σ_{y_i} + β²·Σω_jΣ_j/Σω_j + γ,
+  Σ_{y_i} being the covariance of x̂_i's class (a single sample has none) and γ (``gamma``, paper:
+  0 or 0.1) added to every entry, as in free-lunch calibration's code. Draws use a symmetric PSD
+  square root (eigendecomposition), which copes with rank-deficient few-shot covariances.
+- Real samples come from ``stage2_sampler`` (instance: the real data as it is; generation does the
+  balancing). Each step appends an equal share of the epoch's shuffled generated pool to the batch.
+- Adaptive β (one per tail class, start ``beta_init`` = 0.6, §5.1; §5.3 says 0.4): after each
+  stage-2 epoch, a tail class whose validation accuracy rose since the previous epoch gets
+  β += ``beta_step``, one whose accuracy fell gets β −= ``beta_step``, clipped to [0, 1]. The paper
+  states only the direction ("more confident → increase β"), not the step or the reference.
+- KD (Eq. 11): loss = CE + α·KL(softmax(h₁(f)/T) ‖ softmax(h₂(x̂)/T))·T² over the *real* head-class
+  samples of the batch (the teacher h₁, the stage-1 classifier, reads untransformed features, which
+  generated samples do not have); α follows the GraLoss schedule over stage-2 progress ("the α in
+  Eq. 11 is set the same as that in GraLoss"); T = ``kd_temperature`` (not given; 1).
+
+Table 7's components switch with ``graloss`` (false: CE in stage 1), ``afg`` (false: no generated
+features), ``adaptive_beta`` (false: β stays ``beta_init``) and ``kd``; the "stage one only" rows
+are ``stage2_epochs: 0`` with the stage-1 classifier, i.e. read the stage-1 records.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from ltsearch.losses import build_loss
+from ltsearch.methods.base import MethodContext, Stage
+from ltsearch.methods.two_stage import CLASSIFIER, REPRESENTATION, TwoStage, TwoStageParams, reinit_head
+from ltsearch.registry import METHODS
+from ltsearch.schedules import gra as gra_schedule
+
+
+class GlagParams(TwoStageParams):
+    model_config = ConfigDict(extra="forbid")
+    graloss: bool = True
+    gra_s: float = Field(1.0, ge=0)
+    gra_c: float = Field(2.0, gt=1)
+    gra_form: Literal["convex", "linear", "concave"] = "convex"
+    afg: bool = True
+    adaptive_beta: bool = True
+    kd: bool = True
+    beta_init: float = Field(0.6, ge=0, le=1)
+    beta_step: float = Field(0.05, ge=0, le=1)
+    gamma: float = Field(0.0, ge=0)
+    support_k: int = Field(2, ge=1)
+    tukey_lambda: float = Field(0.5, ge=0)
+    head_threshold: int = Field(100, ge=0)
+    kd_temperature: float = Field(1.0, gt=0)
+    stage2_epochs: int = Field(40, ge=0)
+    stage2_sampler: str = "instance"
+
+
+def tukey(x: torch.Tensor, lam: float) -> torch.Tensor:
+    """Tukey's ladder of powers: x^λ (sign-preserving), log x for λ = 0."""
+    if lam == 1:
+        return x
+    if lam == 0:
+        return x.clamp_min(1e-6).log()
+    return x.sign() * x.abs().pow(lam)
+
+
+def class_stats(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class mean (C, D) and covariance (C, D, D), 1/(N_k − 1) (Eq. 5–6); zero for N_k ≤ 1."""
+    d = x.shape[1]
+    mu, cov = x.new_zeros(num_classes, d), x.new_zeros(num_classes, d, d)
+    for k in range(num_classes):
+        xk = x[y == k]
+        if len(xk):
+            mu[k] = xk.mean(0)
+        if len(xk) > 1:
+            c = xk - mu[k]
+            cov[k] = c.t() @ c / (len(xk) - 1)
+    return mu, cov
+
+
+def support_sets(xh: torch.Tensor, mu: torch.Tensor, counts: torch.Tensor, cls: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For samples ``xh`` (n, D) of class ``cls``: the ``k`` nearest classes with more training
+    samples (Eq. 7) as indices (n, k') and weights ω_j = N_j / d_ij (Eq. 10); k' = 0 if none."""
+    cand = torch.nonzero(counts > counts[cls]).flatten()
+    if len(cand) == 0:
+        return xh.new_zeros(len(xh), 0, dtype=torch.long), xh.new_zeros(len(xh), 0)
+    d = torch.cdist(xh, mu[cand])
+    top = d.topk(min(k, len(cand)), dim=1, largest=False)
+    idx = cand[top.indices]
+    return idx, counts[idx].to(xh.dtype) / top.values.clamp_min(1e-12)
+
+
+def calibrate(xh: torch.Tensor, own_cov: torch.Tensor, mu: torch.Tensor, cov: torch.Tensor, idx: torch.Tensor,
+              w: torch.Tensor, beta: float, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Calibrated means (n, D) and covariances (n, D, D) of Eq. 8–9."""
+    wn = w / w.sum(1, keepdim=True)
+    m = (wn[..., None] * mu[idx]).sum(1)
+    s = (wn[..., None, None] * cov[idx]).sum(1)
+    return (1 - beta) * xh + beta * m, (1 - beta) ** 2 * own_cov + beta ** 2 * s + gamma
+
+
+def adapt_beta(beta: torch.Tensor, acc: torch.Tensor, prev: torch.Tensor, tail: torch.Tensor, step: float) -> torch.Tensor:
+    """β_c ± step for tail classes whose accuracy rose / fell since the previous epoch, in [0, 1]."""
+    move = torch.nan_to_num(torch.sign(acc - prev), nan=0.0) * tail.to(beta.dtype)
+    return (beta + step * move).clamp(0.0, 1.0)
+
+
+def sample_gaussians(mean: torch.Tensor, cov: torch.Tensor, n: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """``n[i]`` draws from N(mean[i], cov[i]) for each i, stacked; covariances may be singular."""
+    evals, evecs = torch.linalg.eigh(cov.double())
+    root = (evecs * evals.clamp_min(0).sqrt()[:, None, :]).to(mean.dtype)  # root @ rootᵀ = cov
+    rows = torch.repeat_interleave(torch.arange(len(mean), device=mean.device), n.to(mean.device))
+    eps = torch.randn(len(rows), mean.shape[1], generator=g).to(mean.device, mean.dtype)
+    return mean[rows] + (root[rows] @ eps[..., None]).squeeze(-1)
+
+
+@METHODS.register("glag")
+class GLAG(TwoStage):
+    Params: ClassVar[type[BaseModel]] = GlagParams
+    name = "glag"
+
+    def __init__(self, params: GlagParams, ctx: MethodContext):
+        super().__init__(params, ctx)
+        p = params
+        self.stage1_loss_name = "gra" if p.graloss else "ce"
+        gra = {"s": p.gra_s, "c": p.gra_c, "form": p.gra_form} if p.graloss else {}
+        self.loss_fn = build_loss(self.stage1_loss_name, ctx.class_counts, where="experiment.method", **gra)
+        self.schedule = gra_schedule(s=p.gra_s, c=p.gra_c, form=p.gra_form)
+        self.head2 = nn.Linear(self.net.feat_dim, ctx.num_classes)
+        self.head2.requires_grad_(False)
+        counts = torch.tensor(ctx.class_counts)
+        self.register_buffer("counts", counts)
+        self.register_buffer("is_head", counts > p.head_threshold)
+        self.register_buffer("beta", torch.full((ctx.num_classes,), p.beta_init))
+        self.register_buffer("prev_acc", torch.full((ctx.num_classes,), math.nan))
+        self.kd_alpha = 0.0
+        self._stats: tuple[torch.Tensor, ...] | None = None
+        self._pool: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._chunk, self._cursor, self._batch = 0, 0, ctx.optim.batch_size
+
+    def stage1_identity(self) -> dict[str, Any]:
+        p = self.params
+        ident = super().stage1_identity()
+        if p.graloss:
+            ident.update(s=p.gra_s, c=p.gra_c, form=p.gra_form)
+        return ident
+
+    def begin_stage(self, stage: Stage) -> None:
+        self._batch = stage.optim.batch_size
+        super().begin_stage(stage)
+
+    def setup_classifier(self) -> None:
+        reinit_head(self.head2, self.ctx.seed + 1)
+        self.head2.requires_grad_(True)
+        with torch.no_grad():
+            self.beta.fill_(self.params.beta_init)
+            self.prev_acc.fill_(math.nan)
+        if self.params.afg:
+            feats, y = self.train_features()
+            xh = tukey(feats, self.params.tukey_lambda)
+            mu, cov = class_stats(xh, y, self.ctx.num_classes)
+            self._stats = (xh, y, mu, cov)
+
+    def trainable_parameters(self, stage: Stage) -> list[nn.Parameter]:
+        if stage.name == REPRESENTATION:
+            return [q for q in self.net.parameters() if q.requires_grad]
+        return list(self.head2.parameters())
+
+    # ---------------------------------------------------------------- generation
+    def generate(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch's pool of generated (transformed) features and labels, shuffled."""
+        assert self._stats is not None
+        xh, y, mu, cov = self._stats
+        p = self.params
+        g = torch.Generator().manual_seed(self.ctx.seed * 1_000_003 + 7919 * (epoch + 1))
+        counts = self.counts.to(xh.device)
+        n_max = int(counts.max())
+        xs, ys = [], []
+        for c in range(self.ctx.num_classes):
+            need = n_max - int(counts[c])
+            if need <= 0:
+                continue
+            xc = xh[y == c]
+            idx, w = support_sets(xc, mu, counts, c, p.support_k)
+            if bool(self.is_head[c]) or idx.shape[1] == 0:
+                drawn = sample_gaussians(mu[c:c + 1], cov[c:c + 1], torch.tensor([need]), g)
+            else:
+                beta = float(self.beta[c])
+                means, covs = calibrate(xc, cov[c], mu, cov, idx, w, beta, p.gamma)
+                share = torch.full((len(xc),), need // len(xc))
+                share[torch.randperm(len(xc), generator=g)[: need % len(xc)]] += 1
+                drawn = sample_gaussians(means, covs, share, g)
+            xs.append(drawn)
+            ys.append(torch.full((len(drawn),), c, dtype=torch.long, device=xh.device))
+        if not xs:
+            return xh.new_zeros(0, xh.shape[1]), torch.zeros(0, dtype=torch.long, device=xh.device)
+        x, yy = torch.cat(xs), torch.cat(ys)
+        perm = torch.randperm(len(x), generator=g).to(x.device)
+        return x[perm], yy[perm]
+
+    def on_epoch_start(self, epoch: int, progress: float) -> None:
+        if self.stage == REPRESENTATION:
+            self.loss_fn.set_progress(progress)
+            return
+        self.kd_alpha = float(self.schedule(progress)) if self.params.kd else 0.0
+        if self.params.afg and self._stats is not None:
+            self._pool = self.generate(epoch)
+            steps = max(math.ceil(sum(self.ctx.class_counts) / self._batch), 1)
+            self._chunk, self._cursor = math.ceil(len(self._pool[0]) / steps), 0
+
+    def on_epoch_end(self, epoch: int, val_report: Any) -> None:
+        if self.stage != CLASSIFIER or not (self.params.afg and self.params.adaptive_beta):
+            return
+        acc = val_report.per_class_acc.to(self.beta.device, self.beta.dtype)
+        with torch.no_grad():
+            self.beta.copy_(adapt_beta(self.beta, acc, self.prev_acc, ~self.is_head, self.params.beta_step))
+            self.prev_acc.copy_(acc)
+
+    def schedule_values(self, progress: float) -> dict[str, float]:
+        if self.stage == REPRESENTATION:
+            return {"gra_strength": float(getattr(self.loss_fn, "alpha", 0.0))}
+        return {"gra_strength": self.kd_alpha, "kd_on": float(self.params.kd)}
+
+    # ---------------------------------------------------------------- steps
+    def next_generated(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self._pool is None or self._chunk == 0:
+            return None
+        x, y = self._pool
+        take = torch.arange(self._cursor, self._cursor + self._chunk, device=x.device) % len(x)
+        self._cursor += self._chunk
+        return x[take], y[take]
+
+    def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
+        if self.stage == REPRESENTATION:
+            return self.stage1_step(batch, self.loss_fn)
+        x, y = batch["main"]["weak"], batch["main"]["y"]
+        f = self.frozen_features(x)
+        xs, ys = tukey(f, self.params.tukey_lambda), y
+        gen = self.next_generated() if self.params.afg else None
+        if gen is not None:
+            xs, ys = torch.cat([xs, gen[0].to(xs.dtype)]), torch.cat([y, gen[1]])
+        logits = self.head2(xs)
+        ce = F.cross_entropy(logits, ys)
+        out: dict[str, Any] = {"loss": ce}
+        head = self.is_head[y]
+        if self.kd_alpha > 0 and bool(head.any()):
+            t = self.params.kd_temperature
+            with torch.no_grad():
+                teacher = F.softmax(self.net.classifier(f[head]) / t, dim=1)
+            student = F.log_softmax(logits[: len(y)][head] / t, dim=1)
+            kd = F.kl_div(student, teacher, reduction="batchmean") * t * t
+            out = {"loss": ce + self.kd_alpha * kd, "kd": float(kd.detach())}
+        return out
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stage != CLASSIFIER:
+            return self.net(x)
+        return self.head2(tukey(self.net.features(x), self.params.tukey_lambda))
+
+    def classifier_weight_norms(self) -> torch.Tensor | None:
+        if self.stage != CLASSIFIER:
+            return super().classifier_weight_norms()
+        return self.head2.weight.detach().norm(dim=1).cpu()

@@ -1,0 +1,155 @@
+"""What the decoupled (two-stage) methods share: ``crt``, ``lws``, ``tau_norm``, ``glag``, ``bwlm``.
+
+Stage ``representation`` trains the whole network (``net``: backbone + classifier) with the
+spec's ``optim``; stage ``classifier`` freezes the backbone (its BatchNorm statistics too: the
+backbone stays in eval mode) and trains or adjusts the classifier with its own optimiser, built
+from ``optim`` and the ``stage2_*`` parameters. The stage-1 result is offered for reuse
+(:meth:`stage_reuse`): trials that differ only in stage-2 parameters share one stage-1 network
+(``ltsearch.train.stage_cache``), or it is loaded from ``stage1_from`` (a ``.pt`` state file).
+The identity of stage 1 is its recipe (:meth:`stage1_identity`), not the method's name, so e.g.
+cRT, LWS and τ-norm sweeps with the same data, model, seed and optimiser share one network.
+
+Parameters (all methods): ``stage2_epochs``, ``stage2_lr`` / ``stage2_batch_size`` /
+``stage2_weight_decay`` / ``stage2_momentum`` (None: the spec's ``optim`` value), ``stage2_warmup``
+(0), ``stage2_lr_schedule`` (cosine, no milestones), ``stage1_sampler`` (instance),
+``stage2_sampler``, ``stage1_from``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn as nn
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ltsearch.methods.base import Method, MethodContext, Stage, StageReuse, Stream
+from ltsearch.models.heads import NormedLinear
+from ltsearch.registry import SAMPLERS
+from ltsearch.spec import OptimSpec
+
+REPRESENTATION, CLASSIFIER = "representation", "classifier"
+
+
+class TwoStageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stage2_epochs: int = Field(10, ge=0)
+    stage2_lr: float | None = Field(None, gt=0)
+    stage2_batch_size: int | None = Field(None, ge=1)
+    stage2_weight_decay: float | None = Field(None, ge=0)
+    stage2_momentum: float | None = Field(None, ge=0, lt=1)
+    stage2_warmup: int = Field(0, ge=0)
+    stage2_lr_schedule: Literal["step", "cosine", "constant"] = "cosine"
+    stage1_sampler: str = "instance"
+    stage2_sampler: str = "class_balanced"
+    stage1_from: str | None = None
+
+    @model_validator(mode="after")
+    def _samplers(self) -> "TwoStageParams":
+        for key in ("stage1_sampler", "stage2_sampler"):
+            SAMPLERS.get(getattr(self, key), where=f"experiment.method.{key}")
+        return self
+
+
+def stage2_optim(base: OptimSpec, p: TwoStageParams) -> OptimSpec:
+    """Stage 2's optimiser: the spec's, with the ``stage2_*`` values that are set."""
+    update: dict[str, Any] = {"epochs": p.stage2_epochs, "warmup": p.stage2_warmup,
+                              "lr_schedule": p.stage2_lr_schedule, "milestones": []}
+    for key in ("lr", "batch_size", "weight_decay", "momentum"):
+        if getattr(p, f"stage2_{key}") is not None:
+            update[key] = getattr(p, f"stage2_{key}")
+    return base.model_copy(update=update)
+
+
+def reinit_head(head: nn.Module, seed: int) -> None:
+    """Re-initialise a linear or normed head as its constructor does, from its own generator (so a
+    trial's stage 2 does not depend on how far the global RNG moved in stage 1, or on a cache hit)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if isinstance(head, NormedLinear):
+            w = torch.empty(head.weight.shape).uniform_(-1, 1, generator=g).renorm_(2, 1, 1e-5).mul_(1e5)
+            head.weight.copy_(w)
+            return
+        w = torch.empty(head.weight.shape)
+        nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)
+        head.weight.copy_(w)
+        if getattr(head, "bias", None) is not None:
+            bound = 1 / math.sqrt(w.shape[1]) if w.shape[1] > 0 else 0
+            head.bias.copy_(torch.empty(head.bias.shape).uniform_(-bound, bound, generator=g))
+
+
+class TwoStage(Method):
+    """Base class; subclasses set ``Params`` and implement :meth:`setup_classifier` and the
+    stage-2 parts of :meth:`training_step` / :meth:`predict`."""
+
+    Params: ClassVar[type[BaseModel]] = TwoStageParams
+    stage1_loss_name: ClassVar[str] = "ce"
+
+    def __init__(self, params: TwoStageParams, ctx: MethodContext):
+        super().__init__(params, ctx)
+        self.net = ctx.build_model(ctx.model_head if ctx.model_head != "auto" else "linear")
+        self.stage = REPRESENTATION
+
+    # ---------------------------------------------------------------- stages
+    def stages(self) -> list[Stage]:
+        return [Stage(REPRESENTATION, self.ctx.optim.epochs, self.ctx.optim),
+                Stage(CLASSIFIER, self.params.stage2_epochs, stage2_optim(self.ctx.optim, self.params))]
+
+    def begin_stage(self, stage: Stage) -> None:
+        self.stage = stage.name
+        if stage.name == CLASSIFIER:
+            for module in (self.net.body, self.net.neck):
+                module.requires_grad_(False)
+            self.net.classifier.requires_grad_(False)
+            self.setup_classifier()
+            self.train(self.training)
+
+    def setup_classifier(self) -> None:
+        """Stage 2 starts: make the trainable classifier part (its parameters require grad)."""
+        raise NotImplementedError
+
+    def stage1_identity(self) -> dict[str, Any]:
+        """What stage 1 depends on besides data, model, seed and optimiser."""
+        return {"loss": self.stage1_loss_name, "sampler": self.params.stage1_sampler,
+                "head": self.ctx.model_head}
+
+    def stage_reuse(self, stage: Stage) -> StageReuse | None:
+        if stage.name != REPRESENTATION:
+            return None
+        return StageReuse(self.stage1_identity(), self.net, self.params.stage1_from, name="net")
+
+    def train(self, mode: bool = True) -> "TwoStage":
+        super().train(mode)
+        if self.stage == CLASSIFIER:  # frozen backbone: BatchNorm keeps its stage-1 statistics
+            self.net.body.eval()
+            self.net.neck.eval()
+        return self
+
+    def streams(self, epoch: int) -> dict[str, Stream]:
+        p = self.params
+        return {"main": Stream(sampler=p.stage1_sampler if self.stage == REPRESENTATION else p.stage2_sampler)}
+
+    # ---------------------------------------------------------------- helpers
+    def frozen_features(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.net.features(x)
+
+    @torch.no_grad()
+    def train_features(self, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of the whole (un-augmented) training set, from the frozen backbone.
+        The loop puts its ``Batches`` in ``ctx.extra["train_batches"]``."""
+        b = self.ctx.extra.get("train_batches")
+        if b is None:
+            raise RuntimeError(f"method {self.name!r} needs ctx.extra['train_batches'] (set by ltsearch.train.loop)")
+        was = [m.training for m in (self.net.body, self.net.neck)]
+        self.net.body.eval()
+        self.net.neck.eval()
+        feats = [self.net.features(b.prepare(b.x[i:i + chunk])) for i in range(0, len(b.y), chunk)]
+        self.net.body.train(was[0])
+        self.net.neck.train(was[1])
+        return torch.cat(feats).float(), b.y.to(feats[0].device).long()
+
+    def stage1_step(self, batch: dict[str, dict[str, torch.Tensor]], loss_fn: nn.Module) -> dict[str, Any]:
+        x, y = batch["main"]["weak"], batch["main"]["y"]
+        return {"loss": loss_fn(self.net(x), y)}
