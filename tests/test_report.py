@@ -201,6 +201,19 @@ def test_param_curve_numeric_line_with_band(gamma_run):
     assert lr.layout.xaxis.type != "log"
 
 
+def test_param_curve_bins_continuous_values():
+    rng = np.random.default_rng(0)
+    lr = 10 ** rng.uniform(-4, -1, 60)
+    trials = pd.DataFrame({"status": "ok", "optim.lr": lr, "val_acc": 50 + 10 * np.log10(lr)})
+    d = S.param_curve(trials, "optim.lr", "val_acc", max_points=6)
+    assert len(d) == 6 and d["n"].sum() == 60 and (d["n"] == 10).all()
+    assert d["value"].is_monotonic_increasing and d["mean"].is_monotonic_increasing
+    first = np.sort(lr)[:10]
+    assert d["value"].iloc[0] == pytest.approx(np.exp(np.log(first).mean()))
+    assert d["mean"].iloc[0] == pytest.approx((50 + 10 * np.log10(first)).mean())
+    assert F.param_curve(trials, "optim.lr").layout.xaxis.type == "log"
+
+
 def test_param_curve_categorical_bars_and_heatmap(hrdc_run, gamma_run):
     trials = load(hrdc_run)[0]
     assert S.categorical_params(trials) == ["method.fusion", "method.strategy"]

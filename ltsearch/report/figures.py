@@ -75,7 +75,7 @@ def param_curve(trials: pd.DataFrame, param: str) -> go.Figure | None:
         else:
             fig.add_bar(x=[S.fmt_value(v) for v in d["value"]], y=list(d["mean"]), name=name, marker_color=color,
                         error_y={"type": "data", "array": [_none(s) for s in d["std"]], "visible": True},
-                        text=[f"{m:.2f}" for m in d["mean"]], textposition="inside", insidetextanchor="end")
+                        text=[f"{m:.2f}" for m in d["mean"]], textposition="inside", insidetextanchor="middle")
     if not drawn:
         return None
     fig.update_layout(xaxis_title=param, yaxis_title="accuracy (%)", barmode="group")

@@ -104,7 +104,7 @@ def param_sections(trials: pd.DataFrame) -> list[tuple[str, str]]:
     params = S.searched_params(trials)
     cats = S.categorical_params(trials)
     out = []
-    if len(cats) == 2 and len(params) == 2:
+    if len(cats) == 2:  # e.g. HRDC strategy × fusion (pooled over any numeric parameter)
         out.append((f"{cats[0]} × {cats[1]}", figure_div(F.heatmap(trials, *cats))))
     for p in params:
         out.append((f"Parameter {p}", figure_div(F.param_curve(trials, p), f"no ok trial sets {p}")))

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ltsearch.results.schema import SCHEDULE_COLUMNS
+
 METRICS = ("val_acc", "test_acc", "test_many", "test_medium", "test_few")
 GROUPS = (("test_many", "many"), ("test_medium", "medium"), ("test_few", "few"), ("test_acc", "overall"))
 STATUSES = ("ok", "failed", "stopped")
-SCHEDULE_COLUMNS = ("alpha", "lambda", "drw_on", "hl_on", "gra_strength", "kd_on")
 
 
 def searched_params(trials: pd.DataFrame) -> list[str]:
@@ -154,14 +155,24 @@ def categorical_params(trials: pd.DataFrame) -> list[str]:
     return [p for p in searched_params(trials) if not is_numeric_param(trials[p])]
 
 
-def param_curve(trials: pd.DataFrame, param: str, metric: str) -> pd.DataFrame:
+def param_curve(trials: pd.DataFrame, param: str, metric: str, max_points: int = 12) -> pd.DataFrame:
     """``value, mean, std, n`` of ``metric`` over the ok trials at each value of ``param``
-    (pooled over the other parameters and the seeds), sorted by value."""
+    (pooled over the other parameters and the seeds), sorted by value.
+
+    A numeric parameter with more than ``max_points`` distinct values (sampled by optuna or
+    random search) is binned into ``max_points`` quantile bins; ``value`` is then the bin's mean
+    parameter value (geometric mean where every value is positive)."""
     ok = trials[(trials["status"] == "ok") & trials[param].notna()]
-    if ok.empty:
+    if ok.empty or metric not in ok:
         return pd.DataFrame(columns=["value", "mean", "std", "n"])
     vals = pd.to_numeric(ok[metric], errors="coerce")
-    g = vals.groupby(ok[param].map(_plain), sort=True)
+    key = ok[param].map(_plain)
+    if is_numeric_param(ok[param]) and key.nunique() > max_points:
+        x = key.astype(float)
+        bins = pd.qcut(x.rank(method="first"), max_points, labels=False)
+        centre = np.exp(np.log(x).groupby(bins).mean()) if (x > 0).all() else x.groupby(bins).mean()
+        key = bins.map(centre)
+    g = vals.groupby(key, sort=True)
     out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()})
     out.index.name = "value"
     return out.reset_index()
