@@ -1,7 +1,8 @@
 """``--smoke``: the same spec (method, search space, schedule shapes) at toy scale, offline.
 
 Swaps in digits-LT (the spec's imbalance, capped at 20), a tiny ``small_cnn``, 2 epochs per stage,
-CPU, one seed, at most two values per grid dimension and two samples; every epoch-valued setting
+CPU, one seed, at most two values per grid dimension and two samples (searched ``data.*`` /
+``model.*`` keys are dropped, the data and model being fixed); every epoch-valued setting
 (``optim.warmup``, ``optim.milestones``, method keys ending in ``_epoch``/``_epochs``) is rescaled
 so schedules keep their shape. Results go to ``<name>_smoke``.
 """
@@ -48,6 +49,12 @@ def smoke_spec(spec: Spec) -> Spec:
     exp["device"] = "cpu"
     exp["eval"] = {**exp.get("eval", {}), "test_every": 0}
     search = raw["search"]
+    # data and model are fixed at toy scale: drop searched data.* / model.* keys (e.g. a
+    # data.dataset grid over CIFAR-10 / CIFAR-100) and their values in ``initial`` points
+    fixed = [k for k in search["space"] if k.split(".")[0] in ("data", "model")]
+    for key in fixed:
+        del search["space"][key]
+    search["initial"] = [{k: v for k, v in point.items() if k not in fixed} for point in search.get("initial", [])]
     for key, dist in search["space"].items():
         for kind in ("grid", "choice"):
             if kind in dist:

@@ -1,6 +1,6 @@
 """Long-tailed data: counts and the CIFAR-LT protocol, datasets, samplers, batch augmentation."""
 
-from ltsearch.data import augment, samplers  # noqa: F401  (register)
+from ltsearch.data import augment, listfile, samplers  # noqa: F401  (register)
 from ltsearch.data.datasets import LTData, Split, build_dataset, data_root
 from ltsearch.data.longtail import (
     class_split_names,
