@@ -118,7 +118,8 @@ class BWLM(TwoStage):
             self.loss2 = build_loss("ce", stage2_counts)
 
     def stage1_identity(self) -> dict[str, Any]:
-        return {**super().stage1_identity(), "data": self.params.stage1_data}
+        ident = super().stage1_identity()  # "all" is plain CE stage 1: shared with crt / lws / tau_norm
+        return {**ident, "data": "head"} if self.params.stage1_data == "head" else ident
 
     def streams(self, epoch: int) -> dict[str, Stream]:
         if self.stage == REPRESENTATION and self.params.stage1_data == "head":

@@ -46,3 +46,8 @@ class LWS(TwoStage):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x) * self.scales
+
+    def classifier_weight_norms(self) -> torch.Tensor | None:
+        """‖f_i·w_i‖ = |f_i|·‖w_i‖: the norms of the scaled classifier."""
+        norms = super().classifier_weight_norms()
+        return None if norms is None else norms * self.scales.detach().abs().cpu()

@@ -64,3 +64,7 @@ class TauNorm(TwoStage):
         if self.stage != CLASSIFIER:
             return self.net(x)
         return self.classifier_logits(self.net.features(x))
+
+    def classifier_weight_norms(self) -> torch.Tensor | None:
+        w = head_weight(self.net.classifier).detach()
+        return (tau_normalised(w, self.params.tau) if self.stage == CLASSIFIER else w).norm(dim=1).cpu()

@@ -110,10 +110,12 @@ class StageClaim:
         self.release()
 
     def release(self) -> None:
-        if self._lock is not None:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
-            self._lock = None
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            finally:
+                lock.close()
 
     def __del__(self) -> None:  # a trial that failed mid-stage must not keep others waiting
         self.release()
