@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import tiny_experiment
 from ltsearch.losses import build_loss

@@ -26,7 +26,11 @@ Generator (AFG). Choices where the paper is silent or ambiguous:
   0 or 0.1) added to every entry, as in free-lunch calibration's code. Draws use a symmetric PSD
   square root (eigendecomposition), which copes with rank-deficient few-shot covariances.
 - Real samples come from ``stage2_sampler`` (instance: the real data as it is; generation does the
-  balancing). Each step appends an equal share of the epoch's shuffled generated pool to the batch.
+  balancing). "The generated samples are mixed up with real training samples" is read as mixed into
+  the batches (not mixup): each step appends an equal share of the epoch's shuffled generated pool.
+- Memory and time grow with C·D² (class covariances, one eigendecomposition per tail sample per
+  epoch): meant for CIFAR-scale features (D = 64); 2048-d ImageNet features would need a low-rank
+  or diagonal covariance.
 - Adaptive β (one per tail class, start ``beta_init`` = 0.6, §5.1; §5.3 says 0.4): after each
   stage-2 epoch, a tail class whose validation accuracy rose since the previous epoch gets
   β += ``beta_step``, one whose accuracy fell gets β −= ``beta_step``, clipped to [0, 1]. The paper

@@ -19,7 +19,9 @@ re-train the same stage-1 network once per trial. A method opts in through
 
 Files are written with ``torch.save`` and read with ``torch.load(weights_only=True)``. The directory
 is the run's choice (``run_trial(..., stage_cache=DIR)``), else ``$LTSEARCH_CACHE``, else
-``~/.cache/ltsearch/stage1``; ``stage_cache=False`` turns caching off. Under DDP (world size > 1)
+``~/.cache/ltsearch/stage1``; ``stage_cache=False`` turns caching off. Trials on several machines
+share entries only through a shared directory (``LTSEARCH_CACHE``) whose file system honours
+``flock`` (local disks do; NFS depends on its version and mount options). Under DDP (world size > 1)
 the cache is off: ranks must train a stage together. An explicit ``source`` (a method's
 ``stage1_from``) is loaded and never written: it may be a file of this cache, a loop checkpoint
 (``{"method": state_dict, ...}``, the module's keys taken from under its attribute name) or a bare
