@@ -60,6 +60,8 @@ def smoke_spec(spec: Spec) -> Spec:
             if kind in dist:
                 values = dist[kind][:2] if kind == "grid" else dist[kind]
                 dist[kind] = _rescale(values, factor, SMOKE_EPOCHS) if _is_epoch_key(key) else values
+                if key.endswith("_epochs"):  # as for method keys: a stage that has epochs keeps one
+                    dist[kind] = [1 if r == 0 and isinstance(v, (int, float)) and v else r for r, v in zip(dist[kind], values)]
         if _is_epoch_key(key) and "int" in dist:
             lo, hi = _rescale(dist["int"], factor, SMOKE_EPOCHS)
             dist["int"] = [lo, max(hi, lo + 1)]
