@@ -287,11 +287,9 @@ def validate_spec_dict(raw: dict[str, Any], source: str = "spec") -> Spec:
             raise UserError(f"{source}: search.initial[{i}]: {unknown[0]!r} is not a key of search.space")
         resolve_experiment(spec.experiment, point, source=f"{source}: search.initial[{i}]")
     for key, dist in spec.search.space.items():
-        for value in dist.candidates():
-            try:
-                resolve_experiment(spec.experiment, {key: value}, source=f"{source}: search.space")
-            except UserError as err:
-                raise UserError(str(err)) from None
+        context = {k: (v[0] if isinstance(v, list) else v) for k, v in (dist.when or {}).items()}
+        for value in dist.candidates():  # a conditional parameter is checked where it is active
+            resolve_experiment(spec.experiment, {**context, key: value}, source=f"{source}: search.space")
         if dist.when:
             for wkey in dist.when:
                 if wkey not in spec.search.space and get_path(spec.experiment.model_dump(), wkey) is None:

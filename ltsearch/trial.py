@@ -55,6 +55,13 @@ def cached_dataset(spec: DataSpec) -> LTData:
     return _DATA_CACHE[key]
 
 
+def planned_epochs(exp: ExperimentSpec) -> int:
+    """Epochs over all stages (stage lengths of two-stage methods are parameters named ``*_epochs``)."""
+    extra = sum(int(v) for k, v in exp.method.params().items()
+                if k.endswith("_epochs") and isinstance(v, (int, float)) and not isinstance(v, bool))
+    return exp.optim.epochs + extra
+
+
 def epoch_row(rec: EpochRecord) -> dict[str, Any]:
     d = asdict(rec)
     return {"stage": d["stage"], "epoch": d["epoch"] + 1, "train_loss": d["train_loss"], "lr": d["lr"],

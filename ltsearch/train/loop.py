@@ -248,13 +248,18 @@ def run_trial(
             loss_sum = torch.zeros((), device=device)
             seen = 0
             for batch in batches.epoch(method.streams(e), global_epoch, stage.optim.batch_size):
-                out = check_step_output(step_fn(batch, progress), exp.method.name)
+                with fast.autocast():
+                    out = check_step_output(step_fn(batch, progress), exp.method.name)
                 opt.zero_grad(set_to_none=True)
                 out["loss"].backward()
                 opt.step()
                 n = len(next(iter(batch.values()))["y"])
                 loss_sum += out["loss"].detach() * n
                 seen += n
+            if dist.world_size > 1 and torch.distributed.is_initialized():  # the epoch's loss over all ranks
+                totals = torch.stack([loss_sum.double(), torch.tensor(float(seen), device=device, dtype=torch.float64)])
+                torch.distributed.all_reduce(totals)
+                loss_sum, seen = totals[0], int(totals[1])
             train_loss = float(loss_sum) / max(seen, 1)
             if not math.isfinite(train_loss):
                 raise NonFiniteLoss(f"training loss became {train_loss} in epoch {global_epoch + 1} "

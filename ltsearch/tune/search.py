@@ -18,7 +18,7 @@ from ltsearch.errors import UserError
 from ltsearch.results.schema import param_type
 from ltsearch.results.store import ResultStore
 from ltsearch.spec import Spec, dump_spec, resolve_experiment
-from ltsearch.trial import TrialContext, trial_id_for, write_outcome
+from ltsearch.trial import TrialContext, planned_epochs, trial_id_for, write_outcome
 from ltsearch.tune.space import OptunaDefineByRun, plan_cells
 
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
@@ -125,7 +125,7 @@ def _epoch_records(run_dir: str, tid: str) -> list:
 def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: bool, callbacks: list) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search import ConcurrencyLimiter
 
     from ltsearch.tune.trainable import tune_trial
 
@@ -138,7 +138,9 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
 
         fn = tune.with_parameters(ddp_trainable, spec_json=spec.model_dump_json(by_alias=True), run_dir=run_dir,
                                   param_types=types)
-        trainable = tune.with_resources(fn, {"cpu": 0})
+        # the trial only launches the TorchTrainer, whose workers hold the CPUs/GPUs: ask for a
+        # token amount of memory (a bundle cannot be empty) so it never competes with its workers
+        trainable = tune.with_resources(fn, tune.PlacementGroupFactory([{"memory": 1024**2}]))
     else:
         trainable = tune.with_resources(fn, {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker})
     tune_path = f"{run_dir}/{TUNE_DIR}"
@@ -149,24 +151,14 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
 
     scheduler = None
     if s.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.experiment.optim.epochs,
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=planned_epochs(spec.experiment),
                                   grace_period=min(grace_period(spec), spec.experiment.optim.epochs),
                                   reduction_factor=s.reduction_factor)
+    search_alg = make_search_alg(spec)
     if s.algorithm == "optuna":
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed),
-                    "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed),
-                    "gp": lambda: optuna.samplers.GPSampler(seed=s.seed),
-                    "random": lambda: optuna.samplers.RandomSampler(seed=s.seed)}
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        search_alg: Any = OptunaSearch(space=OptunaDefineByRun(s, spec.experiment), metric=s.metric, mode=s.mode,
-                                       sampler=samplers[s.sampler](), points_to_evaluate=s.initial or None)
         param_space: dict[str, Any] = {}
         num_samples = s.num_samples
     else:
-        search_alg = BasicVariantGenerator(max_concurrent=s.max_concurrent or 0)
         param_space = {"params": tune.grid_search(cells)}
         num_samples = 1
     if s.max_concurrent and s.algorithm == "optuna":
@@ -182,6 +174,26 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
+
+
+def make_search_alg(spec: Spec) -> Any:
+    """BasicVariantGenerator for planned grid/random cells; OptunaSearch (seeded sampler,
+    define-by-run space, ``search.initial`` evaluated first) for optuna."""
+    from ray.tune.search import BasicVariantGenerator
+
+    s = spec.search
+    if s.algorithm != "optuna":
+        return BasicVariantGenerator(max_concurrent=s.max_concurrent or 0)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed),
+                "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed),
+                "gp": lambda: optuna.samplers.GPSampler(seed=s.seed),
+                "random": lambda: optuna.samplers.RandomSampler(seed=s.seed)}
+    return OptunaSearch(space=OptunaDefineByRun(s, spec.experiment), metric=s.metric, mode=s.mode,
+                        sampler=samplers[s.sampler](), points_to_evaluate=s.initial or None)
 
 
 def plan(spec: Spec, run_dir: str) -> tuple[list[dict[str, Any]], int]:

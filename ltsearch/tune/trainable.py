@@ -14,7 +14,7 @@ import torch
 from ray import tune
 
 from ltsearch.spec import Spec, resolve_experiment
-from ltsearch.trial import TrialContext, epoch_row, execute
+from ltsearch.trial import TrialContext, epoch_row, execute, planned_epochs
 from ltsearch.results.store import ResultStore
 from ltsearch.train.loop import EpochRecord, threads_for
 
@@ -38,6 +38,11 @@ def tune_trial(config: dict[str, Any], *, spec_json: str, run_dir: str, param_ty
     spec = Spec.model_validate_json(spec_json)
     params = split_config(config)
     torch.set_num_threads(threads_for(cpus))
+    if torch.get_num_interop_threads() > threads_for(cpus):
+        try:  # settable once per process, before any inter-op work (a reused actor keeps its value)
+            torch.set_num_interop_threads(threads_for(cpus))
+        except RuntimeError:
+            pass
     seeds = [params.pop("seed")] if "seed" in params else list(spec.search.seeds)
     every = spec.search.checkpoint_every
     vals: list[float] = []
@@ -50,11 +55,14 @@ def tune_trial(config: dict[str, Any], *, spec_json: str, run_dir: str, param_ty
         tid = trial_id_for(exp)
         rows: list[dict[str, Any]] = []
         last_seed = i == len(seeds) - 1
+        planned = planned_epochs(exp)
 
         def report(rec: EpochRecord, state: Callable[[], dict[str, Any]], _tid: str = tid) -> None:
             rows.append(epoch_row(rec))
             store.write_epochs(_tid, rows)
-            if i > 0:  # later seeds of a multi-seed Optuna trial train without intermediate reports
+            if i > 0 or rec.epoch + 1 >= planned:
+                # later seeds of a multi-seed Optuna trial report only at the end; the last epoch is
+                # reported after the trial's rows are written (a scheduler STOP on it then loses nothing)
                 return
             metrics = {**rec.metrics(), "trial_key": _tid}
             if every and (rec.epoch + 1) % every == 0:
@@ -70,6 +78,8 @@ def tune_trial(config: dict[str, Any], *, spec_json: str, run_dir: str, param_ty
             tune.report({"epoch": exp.optim.epochs, "trial_key": tid, "failed": 1, spec.search.metric: float("nan")})
             return
         vals.append(out.summary.get(spec.search.metric, float("nan")))
-        if len(seeds) > 1 and last_seed:
-            mean = sum(vals) / len(vals)
-            tune.report({"epoch": out.summary["epochs"], "trial_key": tid, spec.search.metric: mean, "seeds": len(vals)})
+        if last_seed:
+            final = {**out.epochs[-1].metrics(), **{k: v for k, v in out.summary.items() if k.startswith(("val_", "test_"))},
+                     "trial_key": tid, "epoch": len(out.epochs)}
+            final[spec.search.metric] = sum(vals) / len(vals)  # the mean over seeds for multi-seed trials
+            tune.report({**final, "seeds": len(vals)})

@@ -1,0 +1,3 @@
+from ltsearch.cli import app
+
+app(prog_name="ltsearch")

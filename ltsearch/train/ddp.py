@@ -1,0 +1,94 @@
+"""Multi-worker trials: a Ray Train ``TorchTrainer`` (DDP; gloo on CPU, nccl on GPU) launched from
+inside a Tune function trial (Ray 2.60's Train V2 cannot be handed to a ``Tuner`` directly).
+
+Each worker runs the same loop with ``DistInfo(rank, world_size, wrap=DDP)``: samplers give every
+rank its share of one global stream and the per-rank batch is ``batch_size / world_size``, so the
+global batch equals the single-process one. Every rank reports each epoch (rank 0 with the
+checkpoint); ``TuneReportCallback`` forwards the metrics to Tune; only rank 0 writes Parquet, with
+the same columns as a one-worker trial. The Train run is named after the trial id, so a restored
+trial resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Callable
+
+import torch
+
+from ltsearch.spec import ExperimentSpec, Spec, resolve_experiment
+from ltsearch.train.loop import DistInfo, EpochRecord, threads_for
+from ltsearch.trial import TrialContext, epoch_row, execute, trial_id_for
+
+STATE_FILE = "state.pt"
+
+
+def _worker(cfg: dict[str, Any]) -> None:
+    import ray.train
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from ltsearch.results.store import ResultStore
+
+    tctx = ray.train.get_context()
+    rank, world = tctx.get_world_rank(), tctx.get_world_size()
+    torch.set_num_threads(threads_for(cfg["cpus"]))
+    exp = ExperimentSpec.model_validate_json(cfg["exp_json"])
+    ctx = TrialContext(cfg["sweep"], cfg["run_dir"], cfg["param_types"], cfg["params"], world)
+    tid = trial_id_for(exp)
+    every = cfg["checkpoint_every"]
+
+    def wrap(module: torch.nn.Module) -> torch.nn.Module:
+        ids = [torch.cuda.current_device()] if torch.cuda.is_available() and exp.device != "cpu" else None
+        return DDP(module, device_ids=ids, find_unused_parameters=getattr(module, "find_unused_parameters", False))
+
+    rows: list[dict[str, Any]] = []
+
+    def report(rec: EpochRecord, state: Callable[[], dict[str, Any]]) -> None:
+        metrics = {**rec.metrics(), "trial_key": tid}
+        if rank == 0:
+            rows.append(epoch_row(rec))
+            ResultStore(cfg["run_dir"]).write_epochs(tid, rows)
+        if rank == 0 and every and (rec.epoch + 1) % every == 0:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(state(), os.path.join(d, STATE_FILE))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        else:
+            ray.train.report(metrics)
+
+    resume = None
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            resume = torch.load(os.path.join(d, STATE_FILE), weights_only=True, map_location="cpu")
+    execute(exp, ctx, reporter=report, resume=resume, dist=DistInfo(rank, world, wrap), checkpoint_every=every,
+            write=rank == 0)
+
+
+def ddp_trainable(config: dict[str, Any], *, spec_json: str, run_dir: str, param_types: dict) -> None:
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from ltsearch.tune.trainable import split_config
+
+    spec = Spec.model_validate_json(spec_json)
+    params = split_config(config)
+    seed = params.pop("seed", spec.search.seeds[0])
+    exp = resolve_experiment(spec.experiment, {**params, "seed": seed}, source="search.space")
+    res = spec.resources
+    use_gpu = res.gpus_per_worker > 0
+    trainer = TorchTrainer(
+        _worker,
+        train_loop_config={"exp_json": exp.model_dump_json(by_alias=True), "sweep": spec.name, "run_dir": run_dir,
+                           "param_types": param_types, "params": params, "cpus": res.cpus_per_worker,
+                           "checkpoint_every": spec.search.checkpoint_every},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=res.workers, use_gpu=use_gpu,
+            resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})}),
+        run_config=ray.train.RunConfig(name=f"ddp_{trial_id_for(exp)}", storage_path=f"{run_dir}/_train",
+                                       callbacks=[TuneReportCallback()],
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+    )
+    trainer.fit()
