@@ -643,7 +643,7 @@ def gather_facts(address: str | None = None) -> ClusterFacts:
         return _local_facts()
     connected_here = False
     if not ray.is_initialized():
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         connected_here = True
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive") or n.get("alive")]

@@ -379,11 +379,9 @@ class FakeAutoscalingCluster:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited: {self.log.read_text()[-3000:]}")
-            try:
-                with socket.create_connection((self.ip, self.port), timeout=1):
-                    return self.address
-            except OSError:
-                time.sleep(0.5)
+            if "Ray runtime started" in self.log.read_text(errors="replace"):
+                return self.address
+            time.sleep(0.5)
         raise TimeoutError(f"fake cluster did not start: {self.log.read_text()[-3000:]}")
 
     def shutdown(self) -> None:
@@ -455,13 +453,14 @@ def test_fake_cluster_scales_up_for_work_and_back_down(tmp_path):
         idle_timeout_minutes=0.1)
     address = cluster.start()
     try:
-        ray.init(address=address, log_to_driver=False)
-        assert len(_alive(ray)) == 1  # the head only
-
-        facts = gather_facts(address)  # uses the open connection
-        assert facts.nodes and facts.nodes[0]["CPU"] == 1
+        facts = gather_facts(address)  # connects, reads, disconnects
+        assert not ray.is_initialized()
+        assert facts.nodes == [facts.nodes[0]] and facts.nodes[0]["CPU"] == 1 and facts.hosts == 1
         assert facts.autoscaler and facts.provider == "fake_multinode"
         assert facts.node_types == {"cpu_worker": {"resources": {"CPU": 2.0}, "max_workers": 2}}
+        ray.init(address=address, log_to_driver=False)
+        assert [n["Resources"]["CPU"] for n in _alive(ray)] == [1.0]  # the head only
+        assert gather_facts(address) == facts  # now through the open connection
         problems, _ = preflight(str(tmp_path / "runs"), {"workers": 1, "cpus_per_worker": 2}, address)
         assert problems == []  # fake nodes share this machine's disk
         problems, _ = preflight("s3://b/r", {"workers": 1, "cpus_per_worker": 2, "gpus_per_worker": 1}, address)
