@@ -52,7 +52,7 @@ def _load(spec_path: Path, overrides: list[str], smoke: bool):
     if smoke:
         from ltsearch.smoke import smoke_spec
 
-        spec = smoke_spec(spec)
+        spec = smoke_spec(spec, overrides)  # explicit --set values win over the smoke defaults
     return spec
 
 
@@ -89,19 +89,33 @@ def run(
     smoke: Annotated[bool, typer.Option(help="toy scale: digits-LT, tiny model, 2 epochs, few trials")] = False,
     fill_missing: Annotated[bool, typer.Option(help="only run grid cells without an ok row (always done)")] = False,
     report: Annotated[bool, typer.Option(help="write RUN_DIR/report.html at the end")] = True,
+    from_: Annotated[Optional[Path], typer.Option("--from", help="stage-1 run whose model stage 2 starts from")] = None,
+    trial: Annotated[Optional[str], typer.Option(help="with --from: that trial (default: best val_acc)")] = None,
 ) -> None:
     """Run a hyperparameter search / ablation sweep with Ray Tune."""
     from ltsearch.tune.search import plan, run_dir_for, run_sweep
     from ltsearch.tune.live import LiveTable
 
-    s = _load(spec, set_ or [], smoke)
+    overrides = list(set_ or [])
+    if trial is not None and from_ is None:
+        raise UserError("--trial needs --from RUN_DIR (the stage-1 run)")
+    if from_ is not None:
+        from ltsearch.results.select import check_compatible, saved_model
+
+        tid, path = saved_model(str(from_), trial)
+        overrides.append(f"experiment.method.stage1_from={path}")
+    s = _load(spec, overrides, smoke)
+    if from_ is not None:
+        check_compatible(str(from_), tid, s.experiment)
+        console.print(f"stage 1: trial {tid} of {from_}")
     _preflight_data(s)
     run_dir = run_dir_for(s, storage)
     cells, skipped = plan(s, run_dir)
     if skipped:
         console.print(f"{skipped} trial(s) already finished in {run_dir}; running the {len(cells)} missing")
     live = LiveTable(console)
-    result = run_sweep(s, storage=storage, resume=resume, address=address, callbacks=[live])
+    result = run_sweep(s, storage=storage, resume=resume, address=address, callbacks=[live],
+                       warn=lambda w: err_console.print(w, markup=False))
     live.stop()
     console.print(f"results: {result.run_dir}/{{trials,epochs,per_class}}/*.parquet")
     if report:

@@ -9,9 +9,9 @@ so schedules keep their shape. Results go to ``<name>_smoke``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-from ltsearch.spec import Spec, validate_spec_dict
+from ltsearch.spec import Spec, parse_override, set_path, validate_spec_dict
 
 SMOKE_EPOCHS = 2
 
@@ -29,7 +29,8 @@ def _rescale(value: Any, factor: float, cap: int) -> Any:
     return max(0, min(cap, int(round(value * factor))))
 
 
-def smoke_spec(spec: Spec) -> Spec:
+def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
+    """The toy-scale spec; ``overrides`` (``--set key=value``) are applied again on top of it."""
     raw = spec.model_dump(by_alias=True, exclude_none=True)
     exp = raw["experiment"]
     old_epochs = exp["optim"]["epochs"]
@@ -70,4 +71,6 @@ def smoke_spec(spec: Spec) -> Spec:
         search["grace_period"] = 1
     raw["resources"] = {"workers": min(raw["resources"]["workers"], 2), "cpus_per_worker": 1, "gpus_per_worker": 0}
     raw["name"] = f"{raw['name']}_smoke"
+    for text in overrides:
+        set_path(raw, *parse_override(text))
     return validate_spec_dict(raw, source=f"{spec.name} (--smoke)")

@@ -78,6 +78,7 @@ class EvalSpec(Strict):
     checkpoint_rule: Literal["last", "best_val"] = "last"
     test_every: int = Field(0, ge=0)
     batch_size: int = Field(512, ge=1)
+    save_model: bool = True  # RUN_DIR/models/<trial_id>.pt: the tested weights (for --from, stage 2)
 
 
 class ExperimentSpec(Strict):

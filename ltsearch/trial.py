@@ -96,7 +96,10 @@ def write_outcome(ctx: TrialContext, exp: ExperimentSpec, status: str, error: st
         last_metrics = dict(last or (recs[-1].val if recs else {}))
         row.update({k: v for k, v in last_metrics.items() if k.startswith("val_")})
     row.update(status=status, error=error, epochs_done=len(recs))
-    ResultStore(ctx.run_dir).write_trial(
+    store = ResultStore(ctx.run_dir)
+    if out is not None and out.state:
+        store.write_model(tid, out.state)
+    store.write_trial(
         tid, row, ctx.param_types, epochs=[epoch_row(r) for r in recs],
         per_class=out.per_class if out is not None else None,
     )

@@ -411,28 +411,19 @@ class FakeAutoscalingCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-WORKLOAD = """
-import json, sys, time, ray
-ray.init(address=sys.argv[1], log_to_driver=False)
-@ray.remote(num_cpus=2)
-def step(i):
-    time.sleep(3)
-    return ray.get_runtime_context().get_node_id()
-print(json.dumps(ray.get([step.remote(i) for i in range(3)])))
-"""
-
-
 def run_workload(address: str, tmp_path: Path) -> None:
-    """Work that does not fit on the 1-CPU head: three Ray tasks of 2 CPUs each.
+    """A `ltsearch run --smoke` sweep that does not fit on the 1-CPU head."""
+    # two trials of 2 CPUs each: the 1-CPU head cannot hold either, so the autoscaler must add workers
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    r = subprocess.run([sys.executable, "-m", "ltsearch", "run", str(ROOT / "search_spaces/quickstart.yaml"), "--smoke",
+                        "--address", address, "--storage", str(tmp_path / "runs"), "--no-report",
+                        "--set", "resources.cpus_per_worker=2", "--set", "search.num_samples=2"],
+                       timeout=240, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import pandas as pd
 
-    When `ltsearch run` exists, swap the body for the real thing (one line):
-        subprocess.run(["ltsearch", "run", str(ROOT / "search_spaces/quickstart.yaml"), "--smoke",
-                        "--address", address, "--storage", str(tmp_path / "runs")], check=True, timeout=150)
-    """
-    out = subprocess.run([sys.executable, "-c", WORKLOAD, address], check=True, timeout=150,
-                         capture_output=True, text=True)
-    node_ids = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(node_ids) == 3
+    trials = pd.read_parquet(tmp_path / "runs" / "quickstart_smoke" / "trials")
+    assert len(trials) == 2 and set(trials["status"]) == {"ok"}
 
 
 def _alive(ray) -> list[dict]:

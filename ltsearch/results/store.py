@@ -94,6 +94,22 @@ class ResultStore:
         full = {"trial_id": trial_id, "schema_version": SCHEMA_VERSION, **row}
         self._write("trials", trial_id, _table([full], trials_schema(param_types)))
 
+    def write_model(self, trial_id: str, state: dict[str, Any]) -> str:
+        """``models/<trial_id>.pt``: ``{"method": state_dict}``, written atomically."""
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save({"method": state}, buf)
+        self.fs.create_dir(self.path("models"), recursive=True)
+        final = f"{self.path('models')}/{trial_id}.pt"
+        tmp = f"{self.path('models')}/.tmp-{trial_id}-{uuid.uuid4().hex[:8]}.pt"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(buf.getvalue())
+        self.fs.move(tmp, final)
+        return final
+
     def has_trial(self, trial_id: str) -> bool:
         return self.fs.get_file_info(self.path("trials", trial_id)).type == pafs.FileType.File
 

@@ -59,6 +59,7 @@ class TrialOutput:
     summary: dict[str, Any]
     epochs: list[EpochRecord]
     per_class: list[dict[str, Any]]
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # the tested method's weights (CPU)
 
 
 @dataclass
@@ -309,7 +310,8 @@ def run_trial(
         "train_seconds": time.perf_counter() - t0, "subset_hash": data.subset_hash, "train_images": len(data.train),
         "device": str(device), "num_classes": data.num_classes,
     }
-    return TrialOutput(summary, records, per_class)
+    state = {k: v.detach().cpu() for k, v in method.state_dict().items()} if exp.eval.save_model else {}
+    return TrialOutput(summary, records, per_class, state)
 
 
 def threads_for(cpus: float) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ltsearch.errors import UserError
 from ltsearch.results.schema import param_type
@@ -72,6 +72,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "PYTHONWARNINGS": "ignore"}
     kwargs: dict[str, Any] = dict(logging_level="ERROR", log_to_driver=False, runtime_env={"env_vars": env})
     if address:
+        if (Path.home() / ".ray" / "auth_token").is_file():  # `ray start --head` enables token auth (Ray 2.60)
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
@@ -216,16 +218,27 @@ def plan(spec: Spec, run_dir: str) -> tuple[list[dict[str, Any]], int]:
 
 
 def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: str | None = None,
-              callbacks: list | None = None, num_cpus: int | None = None) -> SweepResult:
+              callbacks: list | None = None, num_cpus: int | None = None,
+              warn: Callable[[str], None] = print) -> SweepResult:
+    """Plan, (with ``address``) check the cluster, then run the missing trials through Tune."""
     run_dir = run_dir_for(spec, storage)
     store = ResultStore(run_dir)
     cells, skipped = plan(spec, run_dir)
     planned = len(cells) + skipped if spec.search.algorithm != "optuna" else spec.search.num_samples
-    store.write_text("spec.yaml", dump_spec(spec))
     if spec.search.algorithm != "optuna" and not cells and not resume:
+        store.write_text("spec.yaml", dump_spec(spec))
         return SweepResult(run_dir, planned, skipped, 0)
     started = init_ray(address, num_cpus)
     try:
+        if address:
+            from ltsearch.cluster import preflight
+
+            problems, warnings = preflight(storage, spec, address, num_trials=planned)
+            if problems:
+                raise UserError("; ".join(problems))
+            for w in warnings:
+                warn(f"warning: {w}")
+        store.write_text("spec.yaml", dump_spec(spec))
         cbs = [_stopped_or_failed_writer(spec, run_dir, param_types_for(spec)), *(callbacks or [])]
         tuner = build_tuner(spec, run_dir, cells, resume, cbs)
         grid = tuner.fit()
