@@ -1,0 +1,145 @@
+"""Every shipped search space: loads, names its paper table, and runs at --smoke scale.
+
+The smoke runs go through the CLI (``ltsearch run SPEC --smoke``) in one shared Ray session. By
+default a representative subset runs (one space per method family and per search feature); set
+``LTSEARCH_SMOKE_ALL=1`` to run every YAML (see ``SMOKE_DEFAULT``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ltsearch.cli import app
+from ltsearch.smoke import SMOKE_EPOCHS, smoke_spec
+from ltsearch.spec import load_spec, resolve_experiment
+from ltsearch.trial import trial_id_for
+from ltsearch.tune.space import plan_cells
+
+SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
+PAPERS = r"BBN|SDNHL|HRDC|GLAG|BWLM|Kang|LDAM"
+# one space per method family / search feature: single-branch losses + a data.dataset grid (dropped
+# at smoke scale), bbn (stochastic adaptor), sdnhl (d2c), hrdc (strategy × fusion), two-stage glag
+# (stage2_epochs grid incl. 0), bwlm (conditional parameter), tau_norm (post-hoc stage 2),
+# cRT/LWS (method.name grid), Optuna TPE + ASHA, and a list-file dataset (imagenet_lt) spec.
+SMOKE_DEFAULT = {
+    "compare_baselines", "bbn_adaptor", "d2c_gamma", "hrdc_strategy_fusion", "glag_components",
+    "bwlm_components", "decoupling_tau_norm", "decoupling", "optuna_lr_wd", "sdnhl_imagenet_lt",
+}
+SMOKE_ALL = os.environ.get("LTSEARCH_SMOKE_ALL") == "1"
+
+
+def header(path: Path) -> str:
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def test_search_spaces_exist():
+    names = {p.stem for p in SPACES}
+    for required in ("compare_baselines", "compare_methods", "d2c_gamma", "hl_momentum", "sdnhl_components",
+                     "bbn_adaptor", "bbn_sampler", "hrdc_cdt_gamma", "hrdc_branch_loss", "hrdc_strategy_fusion",
+                     "glag_alpha", "glag_components", "bwlm_alpha", "decoupling", "optuna_lr_wd", "quickstart"):
+        assert required in names
+    assert SMOKE_DEFAULT <= names
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_space_loads_and_names_its_table(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    head = header(path)
+    if path.stem == "quickstart":  # the offline first run, not a paper reproduction
+        assert "offline" in head
+        return
+    assert re.search(PAPERS, head), f"{path.name}: header names no paper"
+    assert re.search(r"(Table|Figure|Fig\.)\s*\d", head), f"{path.name}: header names no table or figure"
+    assert re.search(r"[Rr]ecipe", head), f"{path.name}: header does not say where the recipe comes from"
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_smoke_transform_rescales_epoch_settings(path):
+    spec = smoke_spec(load_spec(path))
+    exp = spec.experiment
+    assert exp.data.dataset == "digits" and exp.optim.epochs == SMOKE_EPOCHS and spec.search.seeds == spec.search.seeds[:1]
+    assert not [k for k in spec.search.space if k.split(".")[0] in ("data", "model")]
+    for key, value in exp.method.params().items():
+        if key.endswith(("_epoch", "_epochs")) and isinstance(value, int):
+            assert value <= SMOKE_EPOCHS, f"{path.name}: method.{key} = {value} at smoke scale"
+    for cell in plan_cells(spec.search, exp):
+        resolve_experiment(exp, cell)  # every planned cell is a valid experiment
+
+
+def _expected_trials(spec) -> set[str] | None:
+    if spec.search.algorithm == "optuna":
+        return None
+    return {trial_id_for(resolve_experiment(spec.experiment, c)) for c in plan_cells(spec.search, spec.experiment)}
+
+
+@pytest.fixture(scope="module")
+def ray_session(tmp_path_factory):
+    """One Ray session for all smoke runs (run_sweep reuses it instead of starting its own)."""
+    old = os.environ.get("LTSEARCH_CACHE")
+    os.environ["LTSEARCH_CACHE"] = str(tmp_path_factory.mktemp("stage_cache"))
+    from ltsearch.tune.search import init_ray
+
+    started = init_ray(None, num_cpus=2)
+    yield
+    if started:
+        import ray
+
+        ray.shutdown()
+    if old is None:
+        os.environ.pop("LTSEARCH_CACHE", None)
+    else:
+        os.environ["LTSEARCH_CACHE"] = old
+
+
+SMOKE_PARAMS = [
+    pytest.param(p, id=p.stem, marks=pytest.mark.skipif(
+        not SMOKE_ALL and p.stem not in SMOKE_DEFAULT,
+        reason="not in the default smoke subset; LTSEARCH_SMOKE_ALL=1 runs every search space"))
+    for p in SPACES
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SMOKE_PARAMS)
+def test_smoke_run(path, ray_session, tmp_path):
+    result = CliRunner().invoke(app, ["run", str(path), "--smoke", "--storage", str(tmp_path), "--no-report"])
+    assert result.exit_code == 0, result.output
+    spec = smoke_spec(load_spec(path))
+    trials = pd.read_parquet(tmp_path / spec.name / "trials")
+    expected = _expected_trials(spec)
+    if expected is None:  # optuna: num_samples trials; ASHA may stop some
+        assert len(trials) == spec.search.num_samples
+        assert set(trials["status"]) <= {"ok", "stopped"}
+    else:
+        assert set(trials["trial_id"]) == expected, "every planned trial wrote one row"
+        assert len(trials) == len(expected)
+    failed = trials[trials["status"] == "failed"]
+    assert failed["error"].fillna("").str.len().gt(0).all(), "a failed trial says why"
+    assert (trials["status"] == "ok").any()
+
+
+def test_full_scale_spec_without_cifar_fails_fast(tmp_path):
+    """No CIFAR-100 here: exit 2, one line on how to get it (or --smoke), nothing written."""
+    root = tmp_path / "data"
+    (root / "cifar-100-python").mkdir(parents=True)  # present but empty: no download attempt
+    storage = tmp_path / "runs"
+    spaces = Path(__file__).resolve().parents[1] / "search_spaces"
+    result = CliRunner().invoke(app, ["run", str(spaces / "d2c_gamma.yaml"), "--storage", str(storage)],
+                                env={"LTSEARCH_DATA": str(root)})
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:")
+    assert "cifar-100-python.tar.gz" in lines[0] and "--smoke" in lines[0]
+    assert not storage.exists()
