@@ -155,6 +155,7 @@ class SearchSpec(Strict):
     checkpoint_every: int = Field(1, ge=0)
     reuse_actors: bool = True
     initial: list[dict[str, Any]] = []  # optuna: configurations to evaluate first (points_to_evaluate)
+    loggers: list[Literal["csv", "json", "tensorboard", "mlflow", "wandb"]] = []
 
     @field_validator("metric")
     @classmethod

@@ -120,18 +120,33 @@ def execute(
     checkpoint_every: int = 1,
     write: bool = True,
 ) -> TrialOutput | None:
-    """Run one trial and record it. A NaN/inf loss is recorded as ``failed`` and returns None;
-    any other error is recorded as ``failed`` and re-raised (so Tune may retry it)."""
+    """Run one trial and record it; everything it persists is keyed by its trial id.
+
+    With ``write`` (rank 0 of a DDP trial, every plain trial): the epochs file is rewritten after
+    each epoch, and every ``checkpoint_every`` epochs ``checkpoints/<trial_id>.pt`` is replaced
+    atomically. A trial that starts and finds its checkpoint (after a crash, ``kill -9`` of the
+    driver, a preempted node or a Tune retry) continues from it; the file is removed once the trial
+    is recorded ok. A NaN/inf loss is recorded as ``failed`` and returns None; any other error is
+    recorded as ``failed`` and re-raised (so Tune may retry it).
+    """
+    store = ResultStore(ctx.run_dir)
+    tid = trial_id_for(exp)
+    if resume is None and checkpoint_every:
+        resume = store.read_checkpoint(tid)
     records: list[EpochRecord] = [EpochRecord(**r) for r in (resume or {}).get("records", [])]
+    last_epoch = planned_epochs(exp)
 
     def collect(rec: EpochRecord, state: Callable[[], dict[str, Any]]) -> None:
         records.append(rec)
+        if write:
+            store.write_epochs(tid, [epoch_row(r) for r in records])
+            if checkpoint_every and (rec.epoch + 1) % checkpoint_every == 0 and rec.epoch + 1 < last_epoch:
+                store.write_checkpoint(tid, state())
         if reporter is not None:
             reporter(rec, state)
 
     try:
-        out = run_trial(exp, data=cached_dataset(exp.data), reporter=collect, resume=resume, dist=dist,
-                        checkpoint_every=checkpoint_every)
+        out = run_trial(exp, data=cached_dataset(exp.data), reporter=collect, resume=resume, dist=dist)
     except NonFiniteLoss as err:
         if write:
             write_outcome(ctx, exp, "failed", first_line(err), records=records)
@@ -144,6 +159,7 @@ def execute(
         raise
     if write:
         write_outcome(ctx, exp, "ok", out=out)
+        store.remove_checkpoint(tid)
     return out
 
 

@@ -37,7 +37,7 @@ def test_resume_equals_uninterrupted():
 
     def keep(rec, state):
         if rec.epoch == 0:
-            saved.update(state())
+            saved.update(copy.deepcopy(state()))  # a checkpoint is a snapshot
 
     run_trial(exp, reporter=keep)
     resumed = run_trial(exp, resume=saved)

@@ -117,13 +117,22 @@ def test_ddp_two_workers_matches_single_process(tmp_path):
     assert ddp_epochs.sort_values("epoch")["train_loss"].iloc[0] == pytest.approx(out.epochs[0].train_loss, rel=1e-4)
 
 
+KILL_SEARCH = {
+    "grid": {"space": {"optim.lr": {"grid": [0.1, 0.05, 0.02]}}, "seeds": [0, 1]},
+    # Optuna: the searcher's state (the study) is part of Tune's experiment checkpoint; restored, it
+    # finishes the planned number of trials instead of starting a new study
+    "optuna": {"algorithm": "optuna", "num_samples": 6, "seed": 3,
+               "space": {"optim.lr": {"loguniform": [0.01, 0.2]}}},
+}
+
+
 @pytest.mark.slow
-def test_kill_9_then_resume_runs_every_trial_exactly_once(tmp_path):
+@pytest.mark.parametrize("algorithm", ["grid", "optuna"])
+def test_kill_9_then_resume_runs_every_trial_exactly_once(tmp_path, algorithm):
     exp = {**EXPERIMENT, "optim": {**EXPERIMENT["optim"], "epochs": 6}}
     spec_path = tmp_path / "k.yaml"
     spec_path.write_text(yaml.safe_dump({"name": "k", "experiment": exp, "resources": {"cpus_per_worker": 1},
-                                         "search": {"space": {"optim.lr": {"grid": [0.1, 0.05, 0.02]}},
-                                                    "seeds": [0, 1]}}))
+                                         "search": KILL_SEARCH[algorithm]}))
     storage = tmp_path / "runs"
     cmd = [sys.executable, "-m", "ltsearch", "run", str(spec_path), "--storage", str(storage), "--no-report"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -138,7 +147,26 @@ def test_kill_9_then_resume_runs_every_trial_exactly_once(tmp_path):
     r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     trials = pd.read_parquet(trials_dir)
-    spec = Spec.model_validate(yaml.safe_load(spec_path.read_text()))
-    planned = {trial_id_for(resolve_experiment(spec.experiment, c)) for c in plan_cells(spec.search, spec.experiment)}
-    assert len(trials) == 6 and set(trials["trial_id"]) == planned and set(trials["status"]) == {"ok"}
-    assert len(pd.read_parquet(storage / "k" / "epochs")) == 6 * 6
+    assert len(trials) == 6 and trials["trial_id"].is_unique and set(trials["status"]) == {"ok"}
+    if algorithm == "grid":
+        spec = Spec.model_validate(yaml.safe_load(spec_path.read_text()))
+        planned = {trial_id_for(resolve_experiment(spec.experiment, c)) for c in plan_cells(spec.search, spec.experiment)}
+        assert set(trials["trial_id"]) == planned
+    epochs = pd.read_parquet(storage / "k" / "epochs")
+    assert len(epochs) == 6 * 6 and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_loggers_are_ray_callbacks_and_missing_packages_are_user_errors(monkeypatch):
+    import importlib.util
+
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from ltsearch.errors import UserError
+    from ltsearch.tune.loggers import build_loggers
+
+    cbs = build_loggers(["csv", "json"], "p")
+    assert isinstance(cbs[0], CSVLoggerCallback) and isinstance(cbs[1], JsonLoggerCallback)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(UserError, match="pip install mlflow"):
+        build_loggers(["mlflow"], "p")

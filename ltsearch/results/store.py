@@ -8,6 +8,7 @@ Readers (pandas, duckdb, pyarrow.dataset) skip the hidden temporary files.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import uuid
@@ -94,21 +95,40 @@ class ResultStore:
         full = {"trial_id": trial_id, "schema_version": SCHEMA_VERSION, **row}
         self._write("trials", trial_id, _table([full], trials_schema(param_types)))
 
-    def write_model(self, trial_id: str, state: dict[str, Any]) -> str:
-        """``models/<trial_id>.pt``: ``{"method": state_dict}``, written atomically."""
-        import io
-
+    def _write_torch(self, folder: str, trial_id: str, obj: Any) -> str:
         import torch
 
         buf = io.BytesIO()
-        torch.save({"method": state}, buf)
-        self.fs.create_dir(self.path("models"), recursive=True)
-        final = f"{self.path('models')}/{trial_id}.pt"
-        tmp = f"{self.path('models')}/.tmp-{trial_id}-{uuid.uuid4().hex[:8]}.pt"
+        torch.save(obj, buf)
+        self.fs.create_dir(self.path(folder), recursive=True)
+        final = f"{self.path(folder)}/{trial_id}.pt"
+        tmp = f"{self.path(folder)}/.tmp-{trial_id}-{uuid.uuid4().hex[:8]}.pt"
         with self.fs.open_output_stream(tmp) as f:
             f.write(buf.getvalue())
         self.fs.move(tmp, final)
         return final
+
+    def write_model(self, trial_id: str, state: dict[str, Any]) -> str:
+        """``models/<trial_id>.pt``: ``{"method": state_dict}`` of the tested model."""
+        return self._write_torch("models", trial_id, {"method": state})
+
+    def write_checkpoint(self, trial_id: str, state: dict[str, Any]) -> str:
+        """``checkpoints/<trial_id>.pt``: the loop's resumable state (one per trial, replaced)."""
+        return self._write_torch("checkpoints", trial_id, state)
+
+    def read_checkpoint(self, trial_id: str) -> dict[str, Any] | None:
+        import torch
+
+        path = f"{self.path('checkpoints')}/{trial_id}.pt"
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        with self.fs.open_input_file(path) as f:
+            return torch.load(io.BytesIO(f.read()), weights_only=True, map_location="cpu")
+
+    def remove_checkpoint(self, trial_id: str) -> None:
+        path = f"{self.path('checkpoints')}/{trial_id}.pt"
+        if self.fs.get_file_info(path).type == pafs.FileType.File:
+            self.fs.delete_file(path)
 
     def has_trial(self, trial_id: str) -> bool:
         return self.fs.get_file_info(self.path("trials", trial_id)).type == pafs.FileType.File

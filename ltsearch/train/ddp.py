@@ -3,32 +3,25 @@ inside a Tune function trial (Ray 2.60's Train V2 cannot be handed to a ``Tuner`
 
 Each worker runs the same loop with ``DistInfo(rank, world_size, wrap=DDP)``: samplers give every
 rank its share of one global stream and the per-rank batch is ``batch_size / world_size``, so the
-global batch equals the single-process one. Every rank reports each epoch (rank 0 with the
-checkpoint); ``TuneReportCallback`` forwards the metrics to Tune; only rank 0 writes Parquet, with
-the same columns as a one-worker trial. The Train run is named after the trial id, so a restored
-trial resumes from its last checkpoint.
+global batch equals the single-process one. Every rank reports each epoch; ``TuneReportCallback``
+forwards the metrics to Tune; only rank 0 writes Parquet (the same columns as a one-worker trial)
+and the trial's checkpoint, from which every rank of a restarted trial resumes.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any, Callable
 
 import torch
 
 from ltsearch.spec import ExperimentSpec, Spec, resolve_experiment
 from ltsearch.train.loop import DistInfo, EpochRecord, threads_for
-from ltsearch.trial import TrialContext, epoch_row, execute, trial_id_for
-
-STATE_FILE = "state.pt"
+from ltsearch.trial import TrialContext, execute, planned_epochs, trial_id_for
 
 
 def _worker(cfg: dict[str, Any]) -> None:
     import ray.train
     from torch.nn.parallel import DistributedDataParallel as DDP
-
-    from ltsearch.results.store import ResultStore
 
     tctx = ray.train.get_context()
     rank, world = tctx.get_world_rank(), tctx.get_world_size()
@@ -36,33 +29,22 @@ def _worker(cfg: dict[str, Any]) -> None:
     exp = ExperimentSpec.model_validate_json(cfg["exp_json"])
     ctx = TrialContext(cfg["sweep"], cfg["run_dir"], cfg["param_types"], cfg["params"], world)
     tid = trial_id_for(exp)
-    every = cfg["checkpoint_every"]
+    planned = planned_epochs(exp)
 
     def wrap(module: torch.nn.Module) -> torch.nn.Module:
         ids = [torch.cuda.current_device()] if torch.cuda.is_available() and exp.device != "cpu" else None
         return DDP(module, device_ids=ids, find_unused_parameters=getattr(module, "find_unused_parameters", False))
 
-    rows: list[dict[str, Any]] = []
-
     def report(rec: EpochRecord, state: Callable[[], dict[str, Any]]) -> None:
-        metrics = {**rec.metrics(), "trial_key": tid}
-        if rank == 0:
-            rows.append(epoch_row(rec))
-            ResultStore(cfg["run_dir"]).write_epochs(tid, rows)
-        if rank == 0 and every and (rec.epoch + 1) % every == 0:
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(state(), os.path.join(d, STATE_FILE))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        else:
-            ray.train.report(metrics)
+        if rec.epoch + 1 < planned:  # every rank reports; the last epoch after rank 0 wrote the rows
+            ray.train.report({**rec.metrics(), "trial_key": tid})
 
-    resume = None
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            resume = torch.load(os.path.join(d, STATE_FILE), weights_only=True, map_location="cpu")
-    execute(exp, ctx, reporter=report, resume=resume, dist=DistInfo(rank, world, wrap), checkpoint_every=every,
-            write=rank == 0)
+    # rank 0 writes Parquet and the trial's checkpoint; every rank resumes from that checkpoint
+    out = execute(exp, ctx, reporter=report, dist=DistInfo(rank, world, wrap),
+                  checkpoint_every=cfg["checkpoint_every"], write=rank == 0)
+    if out is not None:
+        final = {k: v for k, v in out.summary.items() if k.startswith(("val_", "test_"))}
+        ray.train.report({**out.epochs[-1].metrics(), **final, "trial_key": tid, "epoch": len(out.epochs)})
 
 
 def ddp_trainable(config: dict[str, Any], *, spec_json: str, run_dir: str, param_types: dict) -> None:
@@ -88,7 +70,6 @@ def ddp_trainable(config: dict[str, Any], *, spec_json: str, run_dir: str, param
             num_workers=res.workers, use_gpu=use_gpu,
             resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})}),
         run_config=ray.train.RunConfig(name=f"ddp_{trial_id_for(exp)}", storage_path=f"{run_dir}/_train",
-                                       callbacks=[TuneReportCallback()],
-                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+                                       callbacks=[TuneReportCallback()]),
     )
     trainer.fit()

@@ -173,7 +173,6 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=run_dir, verbose=0, callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
 
@@ -239,7 +238,10 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
             for w in warnings:
                 warn(f"warning: {w}")
         store.write_text("spec.yaml", dump_spec(spec))
-        cbs = [_stopped_or_failed_writer(spec, run_dir, param_types_for(spec)), *(callbacks or [])]
+        from ltsearch.tune.loggers import build_loggers
+
+        cbs = [_stopped_or_failed_writer(spec, run_dir, param_types_for(spec)), *(callbacks or []),
+               *build_loggers(spec.search.loggers, spec.name)]
         tuner = build_tuner(spec, run_dir, cells, resume, cbs)
         grid = tuner.fit()
         ran = len(grid)

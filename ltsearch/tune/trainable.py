@@ -1,33 +1,22 @@
 """The Tune function trainable: config → resolved experiment → the one loop → Parquet.
 
-Thin on purpose: per epoch it reports metrics (``epoch`` is ASHA's time attribute) and, every
-``checkpoint_every`` epochs, a checkpoint with model, optimiser, method and RNG state.
+Thin on purpose: per epoch it reports metrics to Tune (``epoch`` is ASHA's time attribute).
+Checkpoints are the trial's own (``RUN_DIR/checkpoints/<trial_id>.pt``, see ``ltsearch.trial``),
+not Tune's: after ``kill -9`` of the driver, Tune's last saved experiment state can point at a
+trial checkpoint that ``num_to_keep`` has already deleted, and the restored trial then fails
+("Could not recover from checkpoint"); a file keyed by trial id has no such window.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any, Callable
 
 import torch
 from ray import tune
 
 from ltsearch.spec import Spec, resolve_experiment
-from ltsearch.trial import TrialContext, epoch_row, execute, planned_epochs
-from ltsearch.results.store import ResultStore
+from ltsearch.trial import TrialContext, execute, planned_epochs, trial_id_for
 from ltsearch.train.loop import EpochRecord, threads_for
-
-STATE_FILE = "state.pt"
-
-
-def load_checkpoint_state() -> dict[str, Any] | None:
-    ckpt = tune.get_checkpoint()
-    if ckpt is None:
-        return None
-    with ckpt.as_directory() as d:
-        return torch.load(os.path.join(d, STATE_FILE), weights_only=True, map_location="cpu")
-
 
 def split_config(config: dict[str, Any]) -> dict[str, Any]:
     """Grid/random trials carry their cell under ``params``; Optuna trials are flat."""
@@ -44,36 +33,21 @@ def tune_trial(config: dict[str, Any], *, spec_json: str, run_dir: str, param_ty
         except RuntimeError:
             pass
     seeds = [params.pop("seed")] if "seed" in params else list(spec.search.seeds)
-    every = spec.search.checkpoint_every
     vals: list[float] = []
     for i, seed in enumerate(seeds):
         exp = resolve_experiment(spec.experiment, {**params, "seed": seed}, source="search.space")
         ctx = TrialContext(spec.name, run_dir, param_types, params, spec.resources.workers)
-        store = ResultStore(run_dir)
-        from ltsearch.trial import trial_id_for
-
         tid = trial_id_for(exp)
-        rows: list[dict[str, Any]] = []
         last_seed = i == len(seeds) - 1
         planned = planned_epochs(exp)
 
         def report(rec: EpochRecord, state: Callable[[], dict[str, Any]], _tid: str = tid) -> None:
-            rows.append(epoch_row(rec))
-            store.write_epochs(_tid, rows)
-            if i > 0 or rec.epoch + 1 >= planned:
-                # later seeds of a multi-seed Optuna trial report only at the end; the last epoch is
-                # reported after the trial's rows are written (a scheduler STOP on it then loses nothing)
-                return
-            metrics = {**rec.metrics(), "trial_key": _tid}
-            if every and (rec.epoch + 1) % every == 0:
-                with tempfile.TemporaryDirectory() as d:
-                    torch.save(state(), os.path.join(d, STATE_FILE))
-                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-            else:
-                tune.report(metrics)
+            # later seeds of a multi-seed Optuna trial report only at the end; the last epoch is
+            # reported after the trial's rows are written (a scheduler STOP on it then loses nothing)
+            if i == 0 and rec.epoch + 1 < planned:
+                tune.report({**rec.metrics(), "trial_key": _tid})
 
-        resume = load_checkpoint_state() if i == 0 else None
-        out = execute(exp, ctx, reporter=report, resume=resume, checkpoint_every=every)
+        out = execute(exp, ctx, reporter=report, checkpoint_every=spec.search.checkpoint_every)
         if out is None:  # NaN loss: recorded as failed; tell Tune the trial ended badly
             tune.report({"epoch": exp.optim.epochs, "trial_key": tid, "failed": 1, spec.search.metric: float("nan")})
             return

@@ -1,0 +1,53 @@
+"""Optional experiment loggers (``search.loggers``), all Ray Tune's own callbacks; none is required.
+
+=============  ===============================================  ====================
+name           callback                                         needs
+=============  ===============================================  ====================
+``csv``        ray.tune.logger.CSVLoggerCallback                 -
+``json``       ray.tune.logger.JsonLoggerCallback                -
+``tensorboard`` ray.tune.logger.TBXLoggerCallback                ``tensorboardX``
+``mlflow``     ray.air.integrations.mlflow.MLflowLoggerCallback  ``mlflow`` ($MLFLOW_TRACKING_URI)
+``wandb``      ray.air.integrations.wandb.WandbLoggerCallback    ``wandb`` ($WANDB_API_KEY)
+=============  ===============================================  ====================
+
+They write into each trial's directory under ``RUN_DIR/_tune`` (or to the tracking server).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from ltsearch.errors import UserError
+
+NEEDS = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
+
+
+def build_loggers(names: list[str], project: str) -> list[Any]:
+    for name in names:
+        pkg = NEEDS.get(name)
+        if pkg and importlib.util.find_spec(pkg) is None:
+            raise UserError(f"search.loggers: {name!r} needs the {pkg} package; pip install {pkg} (or remove it)")
+    out: list[Any] = []
+    for name in names:
+        if name == "csv":
+            from ray.tune.logger import CSVLoggerCallback
+
+            out.append(CSVLoggerCallback())
+        elif name == "json":
+            from ray.tune.logger import JsonLoggerCallback
+
+            out.append(JsonLoggerCallback())
+        elif name == "tensorboard":
+            from ray.tune.logger import TBXLoggerCallback
+
+            out.append(TBXLoggerCallback())
+        elif name == "mlflow":
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+            out.append(MLflowLoggerCallback(experiment_name=project))
+        elif name == "wandb":
+            from ray.air.integrations.wandb import WandbLoggerCallback
+
+            out.append(WandbLoggerCallback(project=project))
+    return out
