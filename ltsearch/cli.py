@@ -57,25 +57,22 @@ def _load(spec_path: Path, overrides: list[str], smoke: bool):
 
 
 def print_best(run_dir: str, top: int = 5) -> None:
+    """The best configurations (ranked by mean val_acc over seeds; test only reported)."""
+    from ltsearch.report.summary import best_table, status_counts
     from ltsearch.results import load
-    from ltsearch.tune.summary import best_configs, param_columns
 
     trials, _, _ = load(run_dir)
-    table = best_configs(trials)
+    table = best_table(trials, top)
     if table.empty:
         console.print("no finished trials")
         return
-    t = Table(title="best configurations (ranked by val_acc, mean over seeds; test only reported)")
-    for col in ("configuration", "seeds", "val", "test", "many", "medium", "few"):
-        t.add_column(col)
-    params = param_columns(table)
-    for _, row in table.head(top).iterrows():
-        cfg = ", ".join(f"{p.split('.')[-1]}={_fmt(row[p])}" for p in params) or row["method"]
-        t.add_row(cfg, str(row["seeds"]), f"{_fmt(row['val_acc'])} ± {_fmt(row['val_std'])}",
-                  *[_fmt(row[m]) for m in ("test_acc", "test_many", "test_medium", "test_few")])
+    t = Table(title="best configurations (ranked by val acc, mean ± std over seeds; test only reported)")
+    for col in table.columns:
+        t.add_column(str(col))
+    for _, row in table.iterrows():
+        t.add_row(*[str(v) for v in row])
     console.print(t)
-    counts = trials["status"].value_counts().to_dict()
-    console.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    console.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(status_counts(trials).items()) if v))
 
 
 @app.command()

@@ -61,7 +61,9 @@ class LiveTable(Callback):
         self._update(trial, "DONE")
         if not self.console.is_terminal:
             r = self.rows[trial.trial_id]
-            self.console.print(f"trial {trial.trial_id} done: {r['params']} val_acc={r.get('val_acc')}")
+            v = r.get("val_acc")
+            shown = f"{v:.2f}" if isinstance(v, (int, float)) and not math.isnan(v) else "n/a"
+            self.console.print(f"trial {trial.trial_id} done: {r['params']} val_acc={shown}", markup=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._update(trial, "ERROR")
