@@ -70,7 +70,8 @@ def with_configs(trials: pd.DataFrame) -> pd.DataFrame:
     df = trials.copy().reset_index(drop=True)
     params = searched_params(df)
     ident = [c for c in ("method", "loss") if c in df.columns]
-    varied = [c for c in ident if df[c].nunique(dropna=False) > 1]
+    # method/loss head the label only when they vary and are not themselves searched (method.loss)
+    varied = [c for c in ident if df[c].nunique(dropna=False) > 1 and f"method.{c}" not in params]
     names = short_names(params)
     keys, labels = [], []
     for _, row in df.iterrows():
