@@ -219,8 +219,10 @@ def build_list_dataset(name: str, spec: DataSpec) -> LTData:
     image_root = Path(o["image_root"]).expanduser() if o["image_root"] else folder
     cache_dir = root / "ltsearch_cache" if o["cache"] else None
 
+    list_hashes = "|".join(sha256_file(p) for p in lists.values())
+
     def images(split: str, rel: list[str], tag: str) -> np.ndarray:
-        key = hashlib.sha256(f"{sha256_file(lists[split])}|{tag}|{o['size']}|{o['resize']}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{list_hashes}|{split}|{tag}|{o['size']}|{o['resize']}".encode()).hexdigest()[:16]
         cache = cache_dir / f"{name}_{split}_{o['size']}_{key}.npy" if cache_dir else None
         return decode_images(image_root, rel, o["size"], o["resize"], cache, o["workers"])
 
