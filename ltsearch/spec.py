@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from ltsearch.errors import UserError
 
@@ -81,6 +81,15 @@ class EvalSpec(Strict):
     save_model: bool = True  # RUN_DIR/models/<trial_id>.pt: the tested weights (for --from, stage 2)
 
 
+class FastSpec(Strict):
+    """Speed switches (``ltsearch.train.fast``): bf16 autocast (``auto``: on CUDA, never on CPU),
+    ``torch.compile`` of the networks, channels-last memory format (``auto``: for conv nets)."""
+
+    amp: bool | Literal["auto"] = "auto"
+    compile: bool = False
+    channels_last: bool | Literal["auto"] = "auto"
+
+
 class ExperimentSpec(Strict):
     data: DataSpec = DataSpec()
     model: ModelSpec = ModelSpec()
@@ -89,6 +98,16 @@ class ExperimentSpec(Strict):
     eval: EvalSpec = EvalSpec()
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    fast: FastSpec = FastSpec()
+
+    @model_serializer(mode="wrap")
+    def _omit_default_fast(self, handler: Any) -> Any:
+        """Default ``fast`` settings are left out of dumps, so trial ids (a hash of the dump) of
+        specs written before ``fast`` existed are unchanged."""
+        data = handler(self)
+        if isinstance(data, dict) and self.fast == FastSpec():
+            data.pop("fast", None)
+        return data
 
 
 _DIST_KEYS = ("grid", "choice", "uniform", "loguniform", "int")

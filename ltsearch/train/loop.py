@@ -30,6 +30,7 @@ from ltsearch.models import build_model
 from ltsearch.registry import AUGMENTS
 from ltsearch.spec import ExperimentSpec, OptimSpec
 from ltsearch.train import stage_cache as stage_cache_mod
+from ltsearch.train.fast import apply_fast, resolve_fast
 from ltsearch.train.evaluate import EvalReport, evaluate
 
 
@@ -113,6 +114,8 @@ def make_optimizer(params: list[torch.nn.Parameter], optim: OptimSpec) -> torch.
 class Batches:
     """Gathers, augments and normalises batches from in-memory uint8 tensors."""
 
+    memory_format = torch.contiguous_format  # channels_last when ``experiment.fast`` says so
+
     def __init__(self, data: LTData, device: torch.device, seed: int, dist: DistInfo):
         self.data, self.device, self.seed, self.dist = data, device, seed, dist
         self.x = data.train.x.to(device)
@@ -123,7 +126,8 @@ class Batches:
         self._samplers: dict[str, Any] = {}
 
     def prepare(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        return normalize(to_float(x_uint8.to(self.device, non_blocking=True)), self.mean, self.std)
+        x = normalize(to_float(x_uint8.to(self.device, non_blocking=True)), self.mean, self.std)
+        return x.contiguous(memory_format=self.memory_format)
 
     def _view(self, x_uint8: torch.Tensor, view: str, g: torch.Generator) -> torch.Tensor:
         x = to_float(x_uint8)
@@ -133,7 +137,7 @@ class Batches:
             x = AUGMENTS.get("strong")(x, g, self.data.pad, weak=self.data.augment)
         else:
             x = AUGMENTS.get(view, where="method stream view")(x, g, self.data.pad)
-        return normalize(x, self.mean, self.std)
+        return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
 
     def epoch(self, streams: dict[str, Any], epoch: int, batch_size: int):
         order: dict[str, torch.Tensor] = {}
@@ -141,7 +145,7 @@ class Batches:
             if stream.sampler not in self._samplers:
                 self._samplers[stream.sampler] = build_sampler(stream.sampler, self.data.train.y, self.counts)
             order[name] = self._samplers[stream.sampler].epoch_indices(
-                self.seed, epoch, self.dist.rank, self.dist.world_size)
+                self.seed, epoch, self.dist.rank, self.dist.world_size).to(self.device)  # one copy per epoch, no per-step sync
         n = min(len(o) for o in order.values())
         per_rank = max(batch_size // self.dist.world_size, 1)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -150,7 +154,7 @@ class Batches:
                 break
             batch: dict[str, dict[str, torch.Tensor]] = {}
             for name, stream in streams.items():
-                idx = order[name][start : start + per_rank].to(self.device)
+                idx = order[name][start : start + per_rank]
                 xb = self.x[idx]
                 batch[name] = {"y": self.y[idx], **{v: self._view(xb, v, g) for v in stream.views}}
             yield batch
@@ -196,12 +200,16 @@ def run_trial(
     ctx = MethodContext(class_counts=counts, in_channels=in_ch, optim=exp.optim, build_model=model_factory,
                         model_head=exp.model.head, seed=exp.seed)
     method = build_method(exp.method.name, exp.method.params(), ctx).to(device)
+    fast = resolve_fast(exp.fast, device, method)
+    apply_fast(method, fast)
     batches = Batches(data, device, exp.seed, dist)
+    batches.memory_format = fast.memory_format
     ctx.extra["train_batches"] = batches  # frozen-feature methods read the training set's features
 
     def run_eval(x: torch.Tensor, y: torch.Tensor) -> EvalReport:
         method.eval()
-        return evaluate(method.predict, batches.prepare, x, y, counts, splits, exp.eval.batch_size)
+        with fast.autocast():
+            return evaluate(method.predict, batches.prepare, x, y, counts, splits, exp.eval.batch_size)
 
     records: list[EpochRecord] = []
     best: dict[str, Any] = {"val_acc": -math.inf, "epoch": -1, "state": None}
