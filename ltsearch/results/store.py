@@ -133,6 +133,10 @@ class ResultStore:
     def has_trial(self, trial_id: str) -> bool:
         return self.fs.get_file_info(self.path("trials", trial_id)).type == pafs.FileType.File
 
+    def read_trial(self, trial_id: str) -> dict[str, Any]:
+        table = pq.read_table(self.path("trials", trial_id), filesystem=self.fs)
+        return {k: _clean(v[0]) for k, v in table.to_pydict().items()}
+
     def trial_status(self) -> dict[str, str]:
         df = self.read("trials")
         return dict(zip(df["trial_id"], df["status"])) if len(df) else {}

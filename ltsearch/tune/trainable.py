@@ -15,6 +15,7 @@ import torch
 from ray import tune
 
 from ltsearch.spec import Spec, resolve_experiment
+from ltsearch.results.store import ResultStore
 from ltsearch.trial import TrialContext, execute, planned_epochs, trial_id_for
 from ltsearch.train.loop import EpochRecord, threads_for
 
@@ -33,27 +34,40 @@ def tune_trial(config: dict[str, Any], *, spec_json: str, run_dir: str, param_ty
         except RuntimeError:
             pass
     seeds = [params.pop("seed")] if "seed" in params else list(spec.search.seeds)
+    store = ResultStore(run_dir)
     vals: list[float] = []
     for i, seed in enumerate(seeds):
         exp = resolve_experiment(spec.experiment, {**params, "seed": seed}, source="search.space")
         ctx = TrialContext(spec.name, run_dir, param_types, params, spec.resources.workers)
         tid = trial_id_for(exp)
-        last_seed = i == len(seeds) - 1
         planned = planned_epochs(exp)
+        final = finished_metrics(store, tid)  # a restored trial whose row was written before the kill
+        if final is None:
 
-        def report(rec: EpochRecord, state: Callable[[], dict[str, Any]], _tid: str = tid) -> None:
-            # later seeds of a multi-seed Optuna trial report only at the end; the last epoch is
-            # reported after the trial's rows are written (a scheduler STOP on it then loses nothing)
-            if i == 0 and rec.epoch + 1 < planned:
-                tune.report({**rec.metrics(), "trial_key": _tid})
+            def report(rec: EpochRecord, state: Callable[[], dict[str, Any]], _tid: str = tid) -> None:
+                # later seeds of a multi-seed Optuna trial report only at the end; the last epoch is
+                # reported after the trial's rows are written (a scheduler STOP then loses nothing)
+                if i == 0 and rec.epoch + 1 < planned:
+                    tune.report({**rec.metrics(), "trial_key": _tid})
 
-        out = execute(exp, ctx, reporter=report, checkpoint_every=spec.search.checkpoint_every)
-        if out is None:  # NaN loss: recorded as failed; tell Tune the trial ended badly
-            tune.report({"epoch": exp.optim.epochs, "trial_key": tid, "failed": 1, spec.search.metric: float("nan")})
-            return
-        vals.append(out.summary.get(spec.search.metric, float("nan")))
-        if last_seed:
+            out = execute(exp, ctx, reporter=report, checkpoint_every=spec.search.checkpoint_every)
+            if out is None:  # NaN loss: recorded as failed; tell Tune the trial ended badly
+                tune.report({"epoch": planned, "trial_key": tid, "failed": 1, spec.search.metric: float("nan")})
+                return
             final = {**out.epochs[-1].metrics(), **{k: v for k, v in out.summary.items() if k.startswith(("val_", "test_"))},
-                     "trial_key": tid, "epoch": len(out.epochs)}
+                     "epoch": len(out.epochs)}
+        vals.append(final.get(spec.search.metric, float("nan")))
+        if i == len(seeds) - 1:
             final[spec.search.metric] = sum(vals) / len(vals)  # the mean over seeds for multi-seed trials
-            tune.report({**final, "seeds": len(vals)})
+            tune.report({**final, "trial_key": tid, "seeds": len(vals)})
+
+
+def finished_metrics(store: ResultStore, tid: str) -> dict[str, Any] | None:
+    """The metrics of a trial that already has an ``ok`` row, or None."""
+    if not store.has_trial(tid):
+        return None
+    row = store.read_trial(tid)
+    if row.get("status") != "ok":
+        return None
+    return {k: v for k, v in row.items() if k.startswith(("val_", "test_")) or k == "train_loss"} | {
+        "epoch": int(row.get("epochs_done") or row.get("epochs") or 0)}
