@@ -205,7 +205,9 @@ def _options(spec: DataSpec) -> dict[str, Any]:
     return o
 
 
-def build_list_dataset(name: str, spec: DataSpec) -> LTData:
+def check_list_files(name: str, spec: DataSpec) -> dict[str, Path]:
+    """The list files by split; a ``UserError`` naming the first missing one (a cheap preflight
+    that decodes nothing)."""
     ds = LIST_DATASETS[name]
     root = data_root(spec)
     folder = list_dir(ds, root)
@@ -215,6 +217,14 @@ def build_list_dataset(name: str, spec: DataSpec) -> LTData:
         if not path.is_file():
             raise missing_list_error(ds, root, path)
         lists[split] = path
+    _options(spec)
+    return lists
+
+
+def build_list_dataset(name: str, spec: DataSpec) -> LTData:
+    lists = check_list_files(name, spec)
+    root = data_root(spec)
+    folder = list_dir(LIST_DATASETS[name], root)
     o = _options(spec)
     image_root = Path(o["image_root"]).expanduser() if o["image_root"] else folder
     cache_dir = root / "ltsearch_cache" if o["cache"] else None
@@ -250,7 +260,7 @@ def build_list_dataset(name: str, spec: DataSpec) -> LTData:
     x_va = images("val", va_paths, tag if name == "inat" else "all")
     x_te = images("test" if name == "imagenet_lt" else "val", te_paths, "test" + tag if name == "inat" else "all")
     t = torch.from_numpy
-    num_classes = ds.num_classes
+    num_classes = LIST_DATASETS[name].num_classes
     counts = np.bincount(tr_y, minlength=num_classes).tolist()
     return LTData(
         name=name, num_classes=num_classes,
