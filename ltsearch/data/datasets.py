@@ -190,10 +190,13 @@ def _cifar(name: str, spec: DataSpec) -> LTData:
 
     cls = getattr(tvd, cls_name)
     root = data_root(spec)
+    existed = root.exists()
     try:
         train = cls(str(root), train=True, download=not (root / folder).is_dir())
         test = cls(str(root), train=False, download=False)
     except Exception as err:  # noqa: BLE001 - reported, with what to do
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # leave nothing behind from the failed download
         raise UserError(
             f"experiment.data.dataset: {name} not found under {root}/{folder} and it could not be "
             f"downloaded ({type(err).__name__}); download {archive} from "
