@@ -279,3 +279,20 @@ def test_inat_validation_is_split_from_the_val_list(tmp_path):
     held = build_dataset(DataSpec(dataset="inat", root=str(tmp_path), options={"size": 8, "cache": False,
                                                                               "val_from": "train"}))
     assert len(held.train) == 7 and len(held.val) == 3 and len(held.test) == 9  # the whole val list is test
+
+
+def test_list_dataset_trains_end_to_end(tmp_path):
+    """The one loop trains on a (tiny, fake) ImageNet-LT copy: memory-mapped cache, 3 classes."""
+    from ltsearch.spec import ExperimentSpec
+    from ltsearch.train.loop import run_trial
+
+    _fake_imagenet_lt(tmp_path)
+    exp = ExperimentSpec.model_validate({
+        "data": {"dataset": "imagenet_lt", "root": str(tmp_path), "options": {"size": 16},
+                 "splits": {"many": 4, "few": 3}},
+        "model": {"arch": "small_cnn", "options": {"width": 8}},
+        "method": {"name": "single", "loss": "ce"},
+        "optim": {"lr": 0.05, "epochs": 2, "batch_size": 4, "warmup": 0, "milestones": []}, "device": "cpu"})
+    out = run_trial(exp, stage_cache=False)
+    assert out.summary["train_images"] == 12 and out.summary["num_classes"] == 3
+    assert 0 <= out.summary["test_acc"] <= 100
