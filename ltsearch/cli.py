@@ -242,5 +242,17 @@ def cluster_validate(files: Annotated[list[Path], typer.Argument(help="cluster Y
         raise UserError("; ".join(e for errs in bad.values() for e in errs))
 
 
+def _register_commands() -> None:
+    """Commands that live beside their implementation: ``reproduce``, ``data verify``, ``bench``."""
+    from ltsearch import bench
+    from ltsearch.reproduce import cli as reproduce_cli
+
+    reproduce_cli.register(app, data_app)
+    bench.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
