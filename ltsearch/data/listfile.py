@@ -156,7 +156,11 @@ def decode_images(image_root: Path, rel_paths: Sequence[str], size: int, resize:
     out = np.empty((len(rel_paths), 3, size, size), dtype=np.uint8)
 
     def work(i: int) -> None:
-        out[i] = _load_image(image_root / rel_paths[i], size, resize)
+        try:
+            out[i] = _load_image(image_root / rel_paths[i], size, resize)
+        except OSError as err:  # PIL's UnidentifiedImageError is an OSError
+            raise UserError(f"experiment.data: cannot decode image {image_root / rel_paths[i]} ({err}); "
+                            "replace the file (ltsearch data verify checks the copy)") from None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         list(pool.map(work, range(len(rel_paths))))
@@ -241,7 +245,7 @@ def build_list_dataset(name: str, spec: DataSpec) -> LTData:
     if name == "imagenet_lt":
         va_paths, va_y = read_list(lists["val"])
         te_paths, te_y = read_list(lists["test"])
-        val_idx, tr_idx = np.arange(len(va_y)), _cap(tr_y, spec.max_per_class)
+        tr_idx = _cap(tr_y, spec.max_per_class)
     else:
         v_paths, v_y = read_list(lists["val"])
         if o["val_from"] == "val_list":
