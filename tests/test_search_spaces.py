@@ -26,7 +26,7 @@ PAPERS = r"BBN|SDNHL|HRDC|GLAG|BWLM|Kang|LDAM"
 # one space per method family / search feature: single-branch losses + a data.dataset grid (dropped
 # at smoke scale), bbn (stochastic adaptor), sdnhl (d2c), hrdc (strategy × fusion), two-stage glag
 # (stage2_epochs grid incl. 0), bwlm (a conditional parameter), cRT/LWS (a method.name grid and the
-# shared stage 1), Optuna TPE + ASHA. About 3 minutes on 2 cores; all 29 spaces take about 9.5.
+# shared stage 1), Optuna TPE + ASHA. 1.5-3 minutes on 2 shared cores; all 31 spaces take 7-10 minutes.
 SMOKE_DEFAULT = {
     "compare_baselines", "bbn_adaptor", "d2c_gamma", "hrdc_strategy_fusion", "glag_components",
     "bwlm_components", "decoupling", "optuna_lr_wd",
