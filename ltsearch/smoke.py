@@ -22,11 +22,26 @@ def _is_epoch_key(key: str) -> bool:
 
 
 def _rescale(value: Any, factor: float, cap: int) -> Any:
+    """Scale an epoch count to the smoke run; a switch that happens within training (DRW at 160 of
+    200) stays within it (epoch 1 of 2), so the smoke run exercises both phases."""
     if isinstance(value, list):
         return [_rescale(v, factor, cap) for v in value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
-    return max(0, min(cap, int(round(value * factor))))
+    scaled = int(round(value * factor))
+    if value * factor < SMOKE_EPOCHS:
+        scaled = min(scaled, SMOKE_EPOCHS - 1)
+    return max(0, min(cap, scaled))
+
+
+def _rescale_method(method: dict[str, Any], factor: float) -> None:
+    """Rescale a method section's epoch-valued keys (``*_epoch``, ``*_epochs``) in place."""
+    for key, value in list(method.items()):
+        if _is_epoch_key(key):
+            cap = SMOKE_EPOCHS if key.endswith("_epoch") else max(1, SMOKE_EPOCHS)
+            method[key] = _rescale(value, factor, cap)
+            if key.endswith("_epochs") and method[key] == 0 and value:
+                method[key] = 1
 
 
 def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
@@ -41,15 +56,15 @@ def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
     optim = exp["optim"]
     optim.update(epochs=SMOKE_EPOCHS, batch_size=64, warmup=_rescale(optim.get("warmup", 0), factor, SMOKE_EPOCHS),
                  milestones=_rescale(optim.get("milestones", []), factor, SMOKE_EPOCHS))
-    for key, value in list(exp["method"].items()):
-        if _is_epoch_key(key):
-            cap = SMOKE_EPOCHS if key.endswith("_epoch") else max(1, SMOKE_EPOCHS)
-            exp["method"][key] = _rescale(value, factor, cap)
-            if key.endswith("_epochs") and exp["method"][key] == 0 and value:
-                exp["method"][key] = 1
+    _rescale_method(exp["method"], factor)
+    search = raw["search"]
+    for dist in search["space"].values():  # whole-section choices: {method: {grid: [{name: ...}, ...]}}
+        for kind in ("grid", "choice"):
+            for value in dist.get(kind) or []:
+                if isinstance(value, dict):
+                    _rescale_method(value, factor)
     exp["device"] = "cpu"
     exp["eval"] = {**exp.get("eval", {}), "test_every": 0}
-    search = raw["search"]
     # data and model are fixed at toy scale: drop searched data.* / model.* keys (e.g. a
     # data.dataset grid over CIFAR-10 / CIFAR-100) and their values in ``initial`` points
     fixed = [k for k in search["space"] if k.split(".")[0] in ("data", "model")]

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ltsearch.data import LTData, build_dataset
 from ltsearch.errors import UserError
+from ltsearch.results.schema import param_column, param_value
 from ltsearch.results.store import ResultStore
 from ltsearch.spec import DataSpec, ExperimentSpec, canonical_json
 from ltsearch.train.loop import DistInfo, EpochRecord, NonFiniteLoss, Reporter, TrialOutput, run_trial
@@ -78,7 +79,7 @@ def base_row(exp: ExperimentSpec, ctx: TrialContext) -> dict[str, Any]:
         "epochs": exp.optim.epochs, "config_key": config_key_for(exp),
         "config_json": json.dumps(exp.model_dump(by_alias=True), sort_keys=True, default=str),
         "workers": ctx.workers, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
-        **{k: v for k, v in ctx.params.items() if k != "seed"},
+        **{param_column(k): param_value(v) for k, v in ctx.params.items() if k != "seed"},
     }
 
 

@@ -64,6 +64,19 @@ def param_type(values: Iterable[Any], kind: str) -> pa.DataType:
     return _S
 
 
+def param_column(key: str) -> str:
+    """The trials column of a searched key: its dotted path (``method.gamma``); a searched whole
+    section (``method: {grid: [{name: bbn}, {name: single, loss: ldam}]}``) is ``method.choice``."""
+    return key if "." in key else f"{key}.choice"
+
+
+def param_value(value: Any) -> Any:
+    """A whole-section choice is stored as ``name=bbn, adaptor=cosine``; other values as they are."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return value
+
+
 def trials_schema(param_types: dict[str, pa.DataType] | None = None) -> pa.Schema:
     extra = [(k, t) for k, t in sorted((param_types or {}).items()) if k not in dict(TRIAL_FIELDS)]
     return pa.schema(TRIAL_FIELDS + extra, metadata=_meta())

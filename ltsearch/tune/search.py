@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ltsearch.errors import UserError
-from ltsearch.results.schema import param_type
+from ltsearch.results.schema import param_column, param_type, param_value
 from ltsearch.results.store import ResultStore
 from ltsearch.spec import Spec, dump_spec, resolve_experiment
 from ltsearch.trial import TrialContext, planned_epochs, trial_id_for, write_outcome
@@ -44,7 +44,8 @@ def run_dir_for(spec: Spec, storage: str) -> str:
 
 
 def param_types_for(spec: Spec) -> dict[str, Any]:
-    return {k: param_type(d.candidates(), d.kind) for k, d in spec.search.space.items()}
+    return {param_column(k): param_type([param_value(v) for v in d.candidates()], d.kind)
+            for k, d in spec.search.space.items()}
 
 
 def grace_period(spec: Spec) -> int:
