@@ -401,7 +401,13 @@ def measure_gpu(opts: BenchOptions, packed: int = 4, seconds: float = 8.0) -> di
     code = "import sys; from ltsearch.bench import _gpu_worker; _gpu_worker(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))"
     procs = [subprocess.Popen([sys.executable, "-c", code, opts.arch, str(opts.batch_size), str(seconds), str(start_at)],
                               stdout=subprocess.PIPE, text=True) for _ in range(packed)]
-    rates = [float(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    rates = []
+    for p in procs:
+        try:
+            rates.append(float(p.communicate(timeout=120)[0].strip().splitlines()[-1]))
+        except (ValueError, IndexError, subprocess.TimeoutExpired):
+            p.kill()
+            rates.append(math.nan)  # reported as null in the JSON
     return {"gpu_images_per_s": fast, "gpu_fp32_images_per_s": fp32, "gpu_packed_speedup": sum(rates) / fast,
             "gpu_packed_processes": packed, "gpu_name": torch.cuda.get_device_name()}
 

@@ -222,3 +222,29 @@ def test_bench_cli_json_smoke():
     assert isinstance(out["per_trial_overhead_s"], (int, float)) and out["per_trial_overhead_s"] >= 0
     if torch.cuda.is_available():
         assert _finite_positive(out["gpu_images_per_s"]) and _finite_positive(out["gpu_packed_speedup"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (torch.cuda.set_sync_debug_mode)")
+def test_gpu_batches_and_augmentations_do_not_sync():
+    """On CUDA the per-step data path (index slicing, gather, crop/flip, strong view) never waits
+    for the GPU: copies of host random numbers are pinned and asynchronous."""
+    from ltsearch.data import build_dataset
+    from ltsearch.methods.base import Stream
+    from ltsearch.train.loop import Batches, DistInfo
+
+    exp = ExperimentSpec.model_validate(tiny_experiment(**{"data.options": {"size": 32, "channels": 3}}))
+    data = build_dataset(exp.data)
+    import dataclasses
+
+    data = dataclasses.replace(data, augment="crop_flip", pad=4)
+    batches = Batches(data, torch.device("cuda"), 0, DistInfo())
+    streams = {"main": Stream(sampler="instance", views=("weak", "strong"))}
+    it = batches.epoch(streams, 0, 16)
+    next(it)  # the epoch's one index copy happens before the first batch
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in it:
+            assert batch["main"]["weak"].is_cuda
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -67,7 +67,7 @@ def random_flip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Te
 def _gray(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x
-    w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    w = _to(torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype), x.device).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True).expand_as(x)
 
 
@@ -84,13 +84,14 @@ def color_jitter(x: torch.Tensor, g: torch.Generator, strength: float = 0.4, hue
     x = ((x - _gray(x)) * factor() + _gray(x)).clamp(0, 1)  # saturation
     if x.shape[1] == 3 and hue > 0:  # hue: rotate chroma in YIQ space
         theta = ((2 * _rand(n, g, x.device) - 1) * hue * 2 * math.pi).view(n, 1, 1)
-        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                              device=x.device, dtype=x.dtype)
+        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=x.dtype)
+        from_yiq = _to(torch.linalg.inv(to_yiq), x.device)  # inverted on the host: no GPU sync
+        to_yiq = _to(to_yiq, x.device)
         cos, sin = theta.cos(), theta.sin()
         one, zero = torch.ones_like(cos), torch.zeros_like(cos)
         rot = torch.cat([torch.cat([one, zero, zero], 2), torch.cat([zero, cos, -sin], 2),
                          torch.cat([zero, sin, cos], 2)], 1)  # (n, 3, 3)
-        m = torch.linalg.inv(to_yiq) @ rot @ to_yiq
+        m = from_yiq @ rot @ to_yiq
         x = torch.einsum("nij,njhw->nihw", m, x).clamp(0, 1)
     return x
 
