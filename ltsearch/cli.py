@@ -125,9 +125,9 @@ def run(
 
 def _preflight_data(spec: Any) -> None:
     """Fail fast (exit 2, nothing written) when the dataset is not available."""
-    from ltsearch.data import build_dataset
+    from ltsearch.data import check_available
 
-    build_dataset(spec.experiment.data)
+    check_available(spec.experiment.data)
 
 
 @app.command()

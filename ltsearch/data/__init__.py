@@ -11,8 +11,19 @@ from ltsearch.data.longtail import (
     subset_hash,
 )
 from ltsearch.data.samplers import build_sampler
+from ltsearch.spec import DataSpec
+
+
+def check_available(spec: DataSpec) -> None:
+    """Fail fast (``UserError``, exit 2) when a dataset's files are missing. List datasets
+    (ImageNet-LT, iNaturalist) are only checked, not decoded: trials decode (and cache) them."""
+    if spec.dataset in listfile.LIST_DATASETS:
+        listfile.check_list_files(spec.dataset, spec)
+    else:
+        build_dataset(spec)
+
 
 __all__ = [
-    "LTData", "Split", "build_dataset", "build_sampler", "class_split_names", "data_root", "longtail_counts",
+    "LTData", "Split", "build_dataset", "check_available", "build_sampler", "class_split_names", "data_root", "longtail_counts",
     "longtail_subset", "split_classes", "split_train_val", "subset_hash",
 ]

@@ -133,18 +133,12 @@ def row_spec(row: Row, recipes: dict[str, Any], seeds: Sequence[int] = (0, 1, 2)
 def run_rows(rows: Sequence[Row], recipes: dict[str, Any], seeds: Sequence[int], storage: str, smoke: bool,
              address: str | None = None, callbacks: list | None = None) -> list[str]:
     """Run each row as its own sweep (one Ray session for all); returns the run directories."""
-    from ltsearch.data import build_dataset
+    from ltsearch.data import check_available
     from ltsearch.tune.search import init_ray, run_sweep
-
-    from ltsearch.data.listfile import LIST_DATASETS, check_list_files
 
     specs = [row_spec(r, recipes, seeds, smoke) for r in rows]
     for spec in specs:  # fail fast, before Ray starts, when a dataset is missing
-        data = spec.experiment.data
-        if data.dataset in LIST_DATASETS:  # files only: decoding happens (once, cached) in the trial
-            check_list_files(data.dataset, data)
-        else:
-            build_dataset(data)
+        check_available(spec.experiment.data)
     started = init_ray(address)
     try:
         return [run_sweep(spec, storage=storage, address=address, callbacks=callbacks).run_dir for spec in specs]
