@@ -276,7 +276,7 @@ class GLAG(TwoStage):
                 teacher = F.softmax(self.net.classifier(f[head]) / t, dim=1)
             student = F.log_softmax(logits[: len(y)][head] / t, dim=1)
             kd = F.kl_div(student, teacher, reduction="batchmean") * t * t
-            out = {"loss": ce + self.kd_alpha * kd, "kd": float(kd.detach())}
+            out = {"loss": ce + self.kd_alpha * kd, "kd": kd.detach()}  # a tensor: no host sync per step
         return out
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -143,7 +143,7 @@ class SDNHL(Method):
         z_s, z_w = self.branch_logits(main["strong"], main["weak"])
         kl = kl_divergence(self.scale * z_s, self.scale * z_w)
         loss = sdn_loss(self.cls_loss(z_s, y), self.cls_loss(z_w, y), kl, float(self.lam(progress)), self.kl_max)
-        return {"loss": loss, "kl": float(kl.detach())}
+        return {"loss": loss, "kl": kl.detach()}  # a tensor: no host sync per step
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         h = self.net.body(x)

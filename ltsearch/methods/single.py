@@ -84,7 +84,7 @@ class Single(Method):
         x, y = batch["main"]["weak"], batch["main"]["y"]
         if self.params.mixup_alpha > 0:
             lam = float(torch.distributions.Beta(self.params.mixup_alpha, self.params.mixup_alpha).sample())
-            perm = torch.randperm(x.shape[0], generator=self._mix_gen).to(x.device)
+            perm = torch.randperm(x.shape[0], generator=self._mix_gen).to(x.device, non_blocking=True)
             logits = self.net(lam * x + (1 - lam) * x[perm])
             loss = lam * self.loss_fn(logits, y) + (1 - lam) * self.loss_fn(logits, y[perm])
         else:
