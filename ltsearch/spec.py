@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ltsearch.errors import UserError
 
@@ -99,15 +99,6 @@ class ExperimentSpec(Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fast: FastSpec = FastSpec()
-
-    @model_serializer(mode="wrap")
-    def _omit_default_fast(self, handler: Any) -> Any:
-        """Default ``fast`` settings are left out of dumps, so trial ids (a hash of the dump) of
-        specs written before ``fast`` existed are unchanged."""
-        data = handler(self)
-        if isinstance(data, dict) and self.fast == FastSpec():
-            data.pop("fast", None)
-        return data
 
 
 _DIST_KEYS = ("grid", "choice", "uniform", "loguniform", "int")
