@@ -117,6 +117,20 @@ def test_ddp_two_workers_matches_single_process(tmp_path):
     assert ddp_epochs.sort_values("epoch")["train_loss"].iloc[0] == pytest.approx(out.epochs[0].train_loss, rel=1e-4)
 
 
+@pytest.mark.slow
+def test_ddp_trains_a_rebalancing_two_stream_method(tmp_path):
+    """BBN under DDP: each rank draws its share of both the instance and the reversed stream
+    (the index split itself is checked in test_data.test_sampler_ranks_split_one_stream)."""
+    exp = {"data": {"dataset": "synthetic", "imbalance": 10, "splits": {"many": 30, "few": 10}},
+           "model": {"arch": "mlp", "options": {"hidden": 32}}, "method": {"name": "bbn"},
+           "optim": {"lr": 0.05, "epochs": 2, "batch_size": 32, "warmup": 0, "milestones": []}, "device": "cpu"}
+    run_sweep(make_spec("ddp_bbn", {}, exp, {"workers": 2, "cpus_per_worker": 1}), storage=str(tmp_path))
+    trials = pd.read_parquet(tmp_path / "ddp_bbn" / "trials")
+    epochs = pd.read_parquet(tmp_path / "ddp_bbn" / "epochs").sort_values("epoch")
+    assert trials.iloc[0]["status"] == "ok" and trials.iloc[0]["workers"] == 2
+    assert epochs["alpha"].tolist() == pytest.approx([1.0, 0.75])  # parabolic decay 1 − (e/E)², e = 0, 1
+
+
 KILL_SEARCH = {
     "grid": {"space": {"optim.lr": {"grid": [0.1, 0.05, 0.02]}}, "seeds": [0, 1]},
     # Optuna: the searcher's state (the study) is part of Tune's experiment checkpoint; restored, it
