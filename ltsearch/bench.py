@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator
 
 import torch

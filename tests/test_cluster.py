@@ -4,7 +4,6 @@ and (slow) a fake multi-node Ray cluster really scales up for work that does not
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import signal

@@ -2,7 +2,6 @@ import copy
 import math
 
 import pytest
-import torch
 
 from conftest import tiny_experiment
 from ltsearch.spec import ExperimentSpec, OptimSpec

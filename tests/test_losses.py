@@ -15,7 +15,7 @@ import torch.nn as nn
 import ltsearch.data  # noqa: F401 - registers the samplers that ``single`` validates
 from ltsearch.errors import UserError
 from ltsearch.losses import build_loss, class_balanced_weights
-from ltsearch.methods import MethodContext, build_method
+from ltsearch.methods import MethodContext, make_method
 from ltsearch.registry import LOSSES
 from ltsearch.spec import OptimSpec
 
@@ -272,7 +272,7 @@ class Tiny(nn.Module):
 
 def single(**params):
     ctx = MethodContext(class_counts=COUNTS, in_channels=1, optim=OptimSpec(epochs=10), build_model=lambda head: Tiny())
-    return build_method("single", params, ctx)
+    return make_method("single", params, ctx)
 
 
 def test_drw_switches_at_drw_epoch():

@@ -13,7 +13,7 @@ from ltsearch.data.samplers import build_sampler
 from ltsearch.errors import UserError
 from ltsearch.losses import build_loss
 from ltsearch.losses.hrdc import class_levels, hierarchical_factors
-from ltsearch.methods import MethodContext, build_method
+from ltsearch.methods import MethodContext, make_method
 from ltsearch.methods.sdnhl import kl_divergence, sdn_loss
 from ltsearch.models import build_model
 from ltsearch.spec import ExperimentSpec, OptimSpec
@@ -27,7 +27,7 @@ def make(name: str, counts=COUNTS, **params):
     torch.manual_seed(0)
     ctx = MethodContext(class_counts=list(counts), in_channels=1, optim=OptimSpec(epochs=10),
                         build_model=lambda head: build_model("mlp", len(counts), 1, head, hidden=16, size=4), seed=0)
-    return build_method(name, params, ctx)
+    return make_method(name, params, ctx)
 
 
 def ce(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from ltsearch.spec import ExperimentSpec, Spec, resolve_experiment, validate_spec_dict
+from ltsearch.spec import Spec, resolve_experiment, validate_spec_dict
 from ltsearch.trial import TrialContext, execute, trial_id_for
-from ltsearch.tune.search import grace_period, make_search_alg, plan, run_sweep
+from ltsearch.tune.search import grace_period, make_search_alg, run_sweep
 from ltsearch.tune.space import plan_cells
 
 EXPERIMENT = {

@@ -15,7 +15,7 @@ import torch
 
 from conftest import tiny_experiment
 from ltsearch.losses import build_loss
-from ltsearch.methods import MethodContext, build_method
+from ltsearch.methods import MethodContext, make_method
 from ltsearch.methods.bwlm import review_counts
 from ltsearch.methods.glag import adapt_beta, calibrate, class_stats, support_sets, tukey
 from ltsearch.methods.tau_norm import tau_normalised
@@ -149,7 +149,7 @@ def _ctx(counts, **optim):
 
 def test_lws_trains_only_the_scales_with_the_hand_gradient():
     counts = [20, 10, 5]
-    m = build_method("lws", {"stage2_epochs": 1}, _ctx(counts))
+    m = make_method("lws", {"stage2_epochs": 1}, _ctx(counts))
     stages = m.stages()
     assert [s.name for s in stages] == ["representation", "classifier"]
     m.begin_stage(stages[1])
@@ -170,7 +170,7 @@ def test_lws_trains_only_the_scales_with_the_hand_gradient():
 
 
 def test_stage2_optim_from_params():
-    m = build_method("crt", {"stage2_epochs": 3, "stage2_lr": 0.01, "stage2_batch_size": 16, "stage2_weight_decay": 0.0},
+    m = make_method("crt", {"stage2_epochs": 3, "stage2_lr": 0.01, "stage2_batch_size": 16, "stage2_weight_decay": 0.0},
                      _ctx([5, 3], lr=0.1, epochs=4, milestones=[2]))
     s1, s2 = m.stages()
     assert (s1.epochs, s1.optim.lr) == (4, 0.1)
@@ -199,7 +199,7 @@ def test_glag_generation_balances_classes():
     xs = (torch.rand(len(ys), 1, 8, 8) * 255).to(torch.uint8)
     ctx = _ctx(counts)
     ctx.extra["train_batches"] = SimpleNamespace(x=xs, y=ys, prepare=lambda b: b.float() / 255)
-    m = build_method("glag", {"head_threshold": 20, "support_k": 1, "gamma": 0.1}, ctx)
+    m = make_method("glag", {"head_threshold": 20, "support_k": 1, "gamma": 0.1}, ctx)
     m.begin_stage(m.stages()[1])
     x, y = m.generate(0)
     assert torch.bincount(y, minlength=3).tolist() == [0, 18, 26]  # N_max − N_c

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any, Sequence
 
 from ltsearch.methods.base import Method, MethodContext, Stage, Stream, check_step_output
+from ltsearch.models import Net, build_model
 from ltsearch.registry import METHODS
+from ltsearch.spec import ExperimentSpec
 
 for _mod in pkgutil.iter_modules(__path__):  # each method module registers itself
     if _mod.name != "base":
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 
-def build_method(name: str, raw_params: dict, ctx: MethodContext) -> Method:
+def make_method(name: str, raw_params: dict[str, Any], ctx: MethodContext) -> Method:
+    """Method ``name`` from its (unvalidated) parameters and a context."""
     cls = METHODS.get(name, where="experiment.method.name")
-    params = cls.validate_params(raw_params)
-    return cls(params, ctx)
+    return cls(cls.validate_params(raw_params), ctx)
 
 
-__all__ = ["Method", "MethodContext", "Stage", "Stream", "build_method", "check_step_output"]
+def build_method(spec: ExperimentSpec, class_counts: Sequence[int], in_channels: int = 3) -> Method:
+    """The method of ``spec.method`` for these training class counts, with the backbone of
+    ``spec.model`` (DESIGN's contract; the loop uses it too)."""
+    num_classes = len(class_counts)
+
+    def model_factory(head: str) -> Net:
+        return build_model(spec.model.arch, num_classes, in_channels, head if head != "auto" else "linear",
+                           **spec.model.options)
+
+    ctx = MethodContext(class_counts=list(class_counts), in_channels=in_channels, optim=spec.optim,
+                        build_model=model_factory, model_head=spec.model.head, seed=spec.seed)
+    return make_method(spec.method.name, spec.method.params(), ctx)
+
+
+__all__ = ["Method", "MethodContext", "Stage", "Stream", "build_method", "check_step_output", "make_method"]

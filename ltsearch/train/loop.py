@@ -25,8 +25,7 @@ from ltsearch.data import LTData, build_dataset, build_sampler
 from ltsearch.data.augment import normalize, to_float
 from ltsearch.data.longtail import class_split_names
 from ltsearch.errors import UserError
-from ltsearch.methods import Method, MethodContext, Stage, build_method, check_step_output
-from ltsearch.models import build_model
+from ltsearch.methods import build_method, check_step_output
 from ltsearch.registry import AUGMENTS
 from ltsearch.spec import ExperimentSpec, OptimSpec
 from ltsearch.train import stage_cache as stage_cache_mod
@@ -194,12 +193,8 @@ def run_trial(
     in_ch = data.image_shape[0]
     splits = (exp.data.splits.many, exp.data.splits.few)
 
-    def model_factory(head: str):
-        return build_model(exp.model.arch, data.num_classes, in_ch, head if head != "auto" else "linear", **exp.model.options)
-
-    ctx = MethodContext(class_counts=counts, in_channels=in_ch, optim=exp.optim, build_model=model_factory,
-                        model_head=exp.model.head, seed=exp.seed)
-    method = build_method(exp.method.name, exp.method.params(), ctx).to(device)
+    method = build_method(exp, counts, in_ch).to(device)
+    ctx = method.ctx
     fast = resolve_fast(exp.fast, device, method)
     apply_fast(method, fast)
     batches = Batches(data, device, exp.seed, dist)
