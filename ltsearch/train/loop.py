@@ -173,13 +173,34 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in state["python"]))
 
 
+def train_epoch(step_fn: Callable[..., Any], opt: torch.optim.Optimizer, batch_iter: Any, progress: float,
+                fast: Any, dist: DistInfo, device: torch.device, method_name: str) -> float:
+    """One pass over the batches: forward (through DDP when wrapped), backward, step. The loss is
+    summed on the device (no host sync per step) and, under DDP, averaged over all ranks."""
+    loss_sum = torch.zeros((), device=device)
+    seen = 0
+    for batch in batch_iter:
+        with fast.autocast():
+            out = check_step_output(step_fn(batch, progress), method_name)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+        n = len(next(iter(batch.values()))["y"])
+        loss_sum += out["loss"].detach() * n
+        seen += n
+    if dist.world_size > 1 and torch.distributed.is_initialized():
+        totals = torch.stack([loss_sum.double(), torch.tensor(float(seen), device=device, dtype=torch.float64)])
+        torch.distributed.all_reduce(totals)
+        loss_sum, seen = totals[0], int(totals[1])
+    return float(loss_sum) / max(seen, 1)
+
+
 def run_trial(
     exp: ExperimentSpec,
     data: LTData | None = None,
     reporter: Reporter | None = None,
     resume: dict[str, Any] | None = None,
     dist: DistInfo | None = None,
-    checkpoint_every: int = 1,
     stage_cache: str | os.PathLike | bool | None = None,
 ) -> TrialOutput:
     """Train and evaluate one trial. ``stage_cache``: directory of reusable stage results (None:
@@ -249,22 +270,8 @@ def run_trial(
             te = time.perf_counter()
             method.train()
             method.on_epoch_start(e, progress)
-            loss_sum = torch.zeros((), device=device)
-            seen = 0
-            for batch in batches.epoch(method.streams(e), global_epoch, stage.optim.batch_size):
-                with fast.autocast():
-                    out = check_step_output(step_fn(batch, progress), exp.method.name)
-                opt.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                opt.step()
-                n = len(next(iter(batch.values()))["y"])
-                loss_sum += out["loss"].detach() * n
-                seen += n
-            if dist.world_size > 1 and torch.distributed.is_initialized():  # the epoch's loss over all ranks
-                totals = torch.stack([loss_sum.double(), torch.tensor(float(seen), device=device, dtype=torch.float64)])
-                torch.distributed.all_reduce(totals)
-                loss_sum, seen = totals[0], int(totals[1])
-            train_loss = float(loss_sum) / max(seen, 1)
+            batch_iter = batches.epoch(method.streams(e), global_epoch, stage.optim.batch_size)
+            train_loss = train_epoch(step_fn, opt, batch_iter, progress, fast, dist, device, exp.method.name)
             if not math.isfinite(train_loss):
                 raise NonFiniteLoss(f"training loss became {train_loss} in epoch {global_epoch + 1} "
                                     f"(stage {stage.name}); lower optim.lr or check the loss parameters")
