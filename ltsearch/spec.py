@@ -138,11 +138,6 @@ class Dist(Strict):
     def kind(self) -> str:
         return next(k for k in _DIST_KEYS if self.values_for(k) is not None)
 
-    def example(self) -> Any:
-        """A value from the distribution, used to check the key path at load time."""
-        v = self.values_for(self.kind)
-        return v[0] if self.kind in ("grid", "choice") else (v[0] if self.kind == "int" else float(v[0]))
-
     def candidates(self) -> list[Any]:
         """Values that must all validate: every grid/choice value, or the bounds."""
         return list(self.values_for(self.kind))
@@ -369,17 +364,6 @@ def check_experiment(exp: ExperimentSpec, source: str = "spec") -> None:
     method_cls.validate_params(exp.method.params(), where=f"{where}.method")
     if exp.data.splits.few > exp.data.splits.many:
         raise UserError(f"{where}.data.splits: few ({exp.data.splits.few}) must not exceed many ({exp.data.splits.many})")
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def canonical_json(obj: Any) -> str:

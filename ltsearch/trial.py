@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -162,7 +161,3 @@ def execute(
         write_outcome(ctx, exp, "ok", out=out)
         store.remove_checkpoint(tid)
     return out
-
-
-def is_nan(v: Any) -> bool:
-    return isinstance(v, float) and math.isnan(v)

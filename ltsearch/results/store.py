@@ -17,7 +17,6 @@ from typing import Any, Iterable
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -160,9 +159,6 @@ class ResultStore:
             f.write(text.encode())
         self.fs.move(tmp, f"{self.root}/{name}")
         return f"{self.root}/{name}"
-
-    def dataset(self, name: str) -> ds.Dataset:
-        return ds.dataset(self.path(name), filesystem=self.fs, format="parquet")
 
 
 def load(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -10,7 +10,6 @@ index streams and batches are gathered, augmented and normalised as whole tensor
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import random
@@ -327,7 +326,3 @@ def run_trial(
 def threads_for(cpus: float) -> int:
     """Torch intra-op threads for a trial with ``cpus`` CPUs (never more than the machine has)."""
     return max(1, min(int(cpus), os.cpu_count() or 1))
-
-
-def clone_state(state: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(state)
