@@ -7,6 +7,7 @@ are imported lazily, only here, so reading results never needs them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import subprocess
 from pathlib import Path
@@ -32,11 +33,13 @@ def git_commit(cwd: str | Path | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+@functools.lru_cache(maxsize=1)
+def _provenance() -> tuple[tuple[str, str], ...]:
+    return (("ltsearch_version", ltsearch.__version__), ("torch_version", _version("torch")),
+            ("ray_version", _version("ray")), ("git_commit", git_commit()))
+
+
 def provenance() -> dict[str, str]:
-    """``{ltsearch_version, torch_version, ray_version, git_commit}``, all strings."""
-    return {
-        "ltsearch_version": ltsearch.__version__,
-        "torch_version": _version("torch"),
-        "ray_version": _version("ray"),
-        "git_commit": git_commit(),
-    }
+    """``{ltsearch_version, torch_version, ray_version, git_commit}``, all strings; computed once
+    per process (every trial row carries it, and a reused actor writes many rows)."""
+    return dict(_provenance())
