@@ -85,22 +85,24 @@ def base_row(exp: ExperimentSpec, ctx: TrialContext) -> dict[str, Any]:
 def write_outcome(ctx: TrialContext, exp: ExperimentSpec, status: str, error: str = "",
                   out: TrialOutput | None = None, records: list[EpochRecord] | None = None,
                   last: dict[str, Any] | None = None) -> str:
-    """Write the trial's rows: ``ok`` with its output, or ``failed``/``stopped`` with what it reached."""
+    """Write the trial's rows: ``ok`` with its output, or ``failed``/``stopped`` with what it
+    reached — its epoch ``records``, or (driver side) Tune's ``last`` result, in which case the
+    epochs file the trial wrote itself is left as it is."""
     tid = trial_id_for(exp)
     row = base_row(exp, ctx)
+    recs = out.epochs if out is not None else records
     if out is not None:
         row.update(out.summary)
-        recs = out.epochs
     else:
-        recs = records or []
         last_metrics = dict(last or (recs[-1].val if recs else {}))
         row.update({k: v for k, v in last_metrics.items() if k.startswith("val_")})
-    row.update(status=status, error=error, epochs_done=len(recs))
+    done = len(recs) if recs is not None else int((last or {}).get("epoch", 0))
+    row.update(status=status, error=error, epochs_done=done)
     store = ResultStore(ctx.run_dir)
     if out is not None and out.state:
         store.write_model(tid, out.state)
     store.write_trial(
-        tid, row, ctx.param_types, epochs=[epoch_row(r) for r in recs],
+        tid, row, ctx.param_types, epochs=None if recs is None else [epoch_row(r) for r in recs],
         per_class=out.per_class if out is not None else None,
     )
     return tid

@@ -89,15 +89,15 @@ def _stopped_or_failed_writer(spec: Spec, run_dir: str, param_types: dict[str, A
         own final write; record it from its last reported result (only if it has no row yet)."""
 
         def _record(self, trial: Any, status: str, error: str = "") -> None:
-            last = dict(trial.last_result or {})
-            params = dict(trial.config.get("params", trial.config))
+            from ltsearch.tune.trainable import split_config
+
+            params = split_config(trial.config)
             seed = params.pop("seed", spec.search.seeds[0])
             exp = resolve_experiment(spec.experiment, {**params, "seed": seed})
             if ResultStore(run_dir).has_trial(trial_id_for(exp)):
                 return
             ctx = TrialContext(spec.name, run_dir, param_types, params, spec.resources.workers)
-            records = _epoch_records(run_dir, trial_id_for(exp))
-            write_outcome(ctx, exp, status, error, records=records, last=last)
+            write_outcome(ctx, exp, status, error, last=dict(trial.last_result or {}))
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._record(trial, "stopped")
@@ -110,19 +110,6 @@ def _stopped_or_failed_writer(spec: Spec, run_dir: str, param_types: dict[str, A
             self._record(trial, "failed", err or "trial raised an error")
 
     return RecordUnfinished()
-
-
-def _epoch_records(run_dir: str, tid: str) -> list:
-    from ltsearch.train.loop import EpochRecord
-
-    epochs = ResultStore(run_dir).read("epochs")
-    rows = epochs[epochs["trial_id"] == tid].sort_values("epoch") if len(epochs) else epochs
-    out = []
-    for _, r in rows.iterrows():
-        val = {k: r[k] for k in ("val_acc", "val_many", "val_medium", "val_few")}
-        out.append(EpochRecord(str(r["stage"]), int(r["epoch"]) - 1, float(r["train_loss"]), float(r["lr"]),
-                               float(r["seconds"]), val))
-    return out
 
 
 def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: bool, callbacks: list) -> Any:
