@@ -108,6 +108,13 @@ def write_outcome(ctx: TrialContext, exp: ExperimentSpec, status: str, error: st
     return tid
 
 
+def final_metrics(out: TrialOutput) -> dict[str, Any]:
+    """What a finished trial reports last: its last epoch's metrics with the summary's val/test
+    numbers (those of the tested model) and ``epoch`` = epochs trained."""
+    summary = {k: v for k, v in out.summary.items() if k.startswith(("val_", "test_"))}
+    return {**out.epochs[-1].metrics(), **summary, "epoch": len(out.epochs)}
+
+
 def first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:500]

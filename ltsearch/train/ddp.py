@@ -16,7 +16,7 @@ import torch
 
 from ltsearch.spec import ExperimentSpec, Spec, resolve_experiment
 from ltsearch.train.loop import DistInfo, EpochRecord, threads_for
-from ltsearch.trial import TrialContext, execute, planned_epochs, trial_id_for
+from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, trial_id_for
 
 
 def _worker(cfg: dict[str, Any]) -> None:
@@ -43,8 +43,7 @@ def _worker(cfg: dict[str, Any]) -> None:
     out = execute(exp, ctx, reporter=report, dist=DistInfo(rank, world, wrap),
                   checkpoint_every=cfg["checkpoint_every"], write=rank == 0)
     if out is not None:
-        final = {k: v for k, v in out.summary.items() if k.startswith(("val_", "test_"))}
-        ray.train.report({**out.epochs[-1].metrics(), **final, "trial_key": tid, "epoch": len(out.epochs)})
+        ray.train.report({**final_metrics(out), "trial_key": tid})
 
 
 def ddp_trainable(config: dict[str, Any], *, spec_json: str, run_dir: str, param_types: dict) -> None:

@@ -16,7 +16,7 @@ from ray import tune
 
 from ltsearch.spec import Spec, resolve_experiment
 from ltsearch.results.store import ResultStore
-from ltsearch.trial import TrialContext, execute, planned_epochs, trial_id_for
+from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, trial_id_for
 from ltsearch.train.loop import EpochRecord, threads_for
 
 def split_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -54,8 +54,7 @@ def tune_trial(config: dict[str, Any], *, spec_json: str, run_dir: str, param_ty
             if out is None:  # NaN loss: recorded as failed; tell Tune the trial ended badly
                 tune.report({"epoch": planned, "trial_key": tid, "failed": 1, spec.search.metric: float("nan")})
                 return
-            final = {**out.epochs[-1].metrics(), **{k: v for k, v in out.summary.items() if k.startswith(("val_", "test_"))},
-                     "epoch": len(out.epochs)}
+            final = final_metrics(out)
         vals.append(final.get(spec.search.metric, float("nan")))
         if i == len(seeds) - 1:
             final[spec.search.metric] = sum(vals) / len(vals)  # the mean over seeds for multi-seed trials
