@@ -5,7 +5,6 @@ Bad input (a spec typo, an unknown name, missing data) prints one ``error:`` lin
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ltsearch.errors import UserError
+from ltsearch.errors import UserError, user_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter search and ablations for long-tailed image classification.")
@@ -25,18 +24,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(cluster_app, name="cluster")
 console = Console()
 err_console = Console(stderr=True)
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UserError as err:
-            err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
 
 
 def _fmt(v: Any) -> str:
@@ -210,7 +197,6 @@ def data_show(
     from ltsearch.data import longtail_counts, split_classes
     from ltsearch.data.datasets import PROTOCOL_SIZES
     from ltsearch.registry import DATASETS
-    import ltsearch.build  # noqa: F401
 
     DATASETS.get(dataset, where="dataset")
     if dataset not in PROTOCOL_SIZES:
@@ -243,11 +229,13 @@ def cluster_validate(files: Annotated[list[Path], typer.Argument(help="cluster Y
 
 
 def _register_commands() -> None:
-    """Commands that live beside their implementation: ``reproduce``, ``data verify``, ``bench``."""
+    """Commands that live beside their implementation (``reproduce``, ``data verify``, ``bench``),
+    registered the same way as those above: their function, under their name."""
     from ltsearch import bench
     from ltsearch.reproduce import cli as reproduce_cli
 
-    reproduce_cli.register(app, data_app)
+    app.command("reproduce")(reproduce_cli.reproduce)
+    data_app.command("verify")(reproduce_cli.data_verify)
     bench.register(app)
 
 

@@ -4,11 +4,17 @@
     class LDAMLoss(nn.Module): ...
 
     LOSSES.get("ldam", where="method.loss")   # unknown -> UserError listing known names
+
+Each registry knows where its members live (``locations``, as mmengine's ``Registry(locations=...)``)
+and imports those modules on first use, so importing a registry imports no plugin module: the spec
+can check names against registries without an import circle. Members defined elsewhere (a spec's
+``plugins:``) register themselves when imported.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from typing import Any, Callable, Iterator
 
@@ -16,9 +22,22 @@ from ltsearch.errors import UserError
 
 
 class Registry:
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, locations: tuple[str, ...] = ()):
         self.kind = kind
+        self.locations = locations
         self._items: dict[str, Callable[..., Any]] = {}
+        self._imported = False
+
+    def _import_locations(self) -> None:
+        if self._imported:
+            return
+        self._imported = True  # before importing: a location may use this registry while it loads
+        try:
+            for module in self.locations:
+                importlib.import_module(module)
+        except BaseException:
+            self._imported = False
+            raise
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def deco(obj: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,6 +53,7 @@ class Registry:
         return deco
 
     def get(self, name: str, where: str | None = None) -> Callable[..., Any]:
+        self._import_locations()
         try:
             return self._items[name]
         except KeyError:
@@ -46,12 +66,15 @@ class Registry:
         ) from None
 
     def __contains__(self, name: object) -> bool:
+        self._import_locations()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
+        self._import_locations()
         return iter(sorted(self._items))
 
     def __len__(self) -> int:
+        self._import_locations()
         return len(self._items)
 
 
@@ -72,10 +95,10 @@ def check_kwargs(fn: Callable[..., Any], params: dict[str, Any], where: str, ski
             raise UserError(f"{where}.{key}: unknown parameter{hint}; allowed: {known}")
 
 
-DATASETS = Registry("dataset")
-MODELS = Registry("model")
-SAMPLERS = Registry("sampler")
-LOSSES = Registry("loss")
-SCHEDULES = Registry("schedule")
-METHODS = Registry("method")
-AUGMENTS = Registry("augmentation")
+DATASETS = Registry("dataset", ("ltsearch.data",))
+MODELS = Registry("model", ("ltsearch.models",))
+SAMPLERS = Registry("sampler", ("ltsearch.data.samplers", "ltsearch.methods"))  # bwlm's samplers live with it
+LOSSES = Registry("loss", ("ltsearch.losses",))
+SCHEDULES = Registry("schedule", ("ltsearch.schedules",))
+METHODS = Registry("method", ("ltsearch.methods",))
+AUGMENTS = Registry("augmentation", ("ltsearch.data.augment",))

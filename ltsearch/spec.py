@@ -17,7 +17,28 @@ from typing import Any, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ltsearch.errors import UserError
+from ltsearch.errors import UserError, format_validation_error
+from ltsearch.validation import check_experiment, load_plugins
+
+# Parameters measured in epochs carry a unit (``--smoke`` rescales them, methods' plans read them):
+# ``epochs``: a length (a stage's epochs, warm-up); ``switch``: a 0-based epoch at which behaviour changes.
+UNIT_KEY = "ltsearch_unit"
+
+
+def epochs_field(default: Any, **kwargs: Any) -> Any:
+    """A parameter that is a number of epochs (a stage's length, a warm-up)."""
+    return Field(default, ge=0, json_schema_extra={UNIT_KEY: "epochs"}, **kwargs)
+
+
+def switch_field(default: Any, **kwargs: Any) -> Any:
+    """A parameter that is the 0-based epoch (or list of epochs) where behaviour changes."""
+    return Field(default, json_schema_extra={UNIT_KEY: "switch"}, **kwargs)
+
+
+def epoch_units(model: type[BaseModel]) -> dict[str, str]:
+    """``{field name: "epochs" | "switch"}`` for the fields of ``model`` measured in epochs."""
+    return {name: f.json_schema_extra[UNIT_KEY] for name, f in model.model_fields.items()
+            if isinstance(f.json_schema_extra, dict) and UNIT_KEY in f.json_schema_extra}
 
 
 class Strict(BaseModel):
@@ -67,10 +88,10 @@ class OptimSpec(Strict):
     nesterov: bool = False
     weight_decay: float = Field(2e-4, ge=0)
     batch_size: int = Field(128, ge=1)
-    epochs: int = Field(200, ge=1)
-    warmup: int = Field(5, ge=0)
+    epochs: int = Field(200, ge=1, json_schema_extra={UNIT_KEY: "epochs"})
+    warmup: int = epochs_field(5)
     lr_schedule: Literal["step", "cosine", "constant"] = "step"
-    milestones: list[int] = [160, 180]
+    milestones: list[int] = switch_field([160, 180])
     lr_decay: float = Field(0.01, gt=0, le=1)
 
 
@@ -189,6 +210,7 @@ class ResourcesSpec(Strict):
 class Spec(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
+    plugins: list[str] = []  # .py files (relative to the spec) or module names that register methods, losses...
     experiment: ExperimentSpec = ExperimentSpec()
     search: SearchSpec = SearchSpec()
     resources: ResourcesSpec = ResourcesSpec()
@@ -220,55 +242,6 @@ def get_path(tree: dict[str, Any], dotted: str, default: Any = None) -> Any:
     return node
 
 
-def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
-    """The pydantic model class that holds the field at ``loc`` (for listing allowed keys)."""
-    model: Any = Spec
-    for part in loc[:-1]:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        model = field.annotation
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            continue
-        args = getattr(model, "__args__", ())
-        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def format_validation_error(err: ValidationError, prefix: str = "", root: type[BaseModel] | None = None) -> str:
-    """One line: ``key.path: problem (allowed: ...)`` for each error, joined by '; '."""
-    lines = []
-    for e in err.errors():
-        loc = [str(p) for p in e["loc"]]
-        path = ".".join(([prefix] if prefix else []) + loc)
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            holder = (root and _fields_of(root, loc[:-1])) or (_model_at(e["loc"]) if root is None else None)
-            allowed = [f.alias or n for n, f in holder.model_fields.items()] if holder else []
-            close = difflib.get_close_matches(loc[-1], allowed, n=1)
-            msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
-            if allowed:
-                msg += f"; allowed: {', '.join(allowed)}"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        elif "input" in e and e["type"] not in ("value_error",):
-            msg = f"{msg} (got {e['input']!r})"
-        lines.append(f"{path or '<spec>'}: {msg}")
-    return "; ".join(lines)
-
-
-def _fields_of(root: type[BaseModel], loc: Sequence[str]) -> type[BaseModel] | None:
-    model: Any = root
-    for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        model = field.annotation
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     """``"experiment.optim.lr=0.05"`` -> ``("experiment.optim.lr", 0.05)`` (value parsed as YAML)."""
     if "=" not in text:
@@ -283,10 +256,14 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def validate_spec_dict(raw: dict[str, Any], source: str = "spec") -> Spec:
+    plugins = raw.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise UserError(f"{source}: plugins: give a list of .py paths or module names")
+    load_plugins(plugins)
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as err:
-        raise UserError(f"{source}: {format_validation_error(err)}") from None
+        raise UserError(f"{source}: {format_validation_error(err, root=Spec)}") from None
     check_experiment(spec.experiment, source=source)
     for i, point in enumerate(spec.search.initial):
         unknown = sorted(set(point) - set(spec.search.space))
@@ -324,7 +301,17 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
     for text in overrides:
         key, value = parse_override(text)
         set_path(raw, key, value)
+    if isinstance(raw.get("plugins"), list):  # plugin files are relative to the spec; workers get absolute paths
+        raw["plugins"] = [str((p.parent / x).resolve()) if isinstance(x, str) and x.endswith(".py") else x
+                          for x in raw["plugins"]]
     return validate_spec_dict(raw, source=str(p))
+
+
+def spec_from_json(text: str) -> Spec:
+    """A spec serialised by the driver (``Spec.model_dump_json``), in a trial process: its plugins
+    are imported first, so the registries know what it names."""
+    load_plugins(json.loads(text).get("plugins") or [])
+    return Spec.model_validate_json(text)
 
 
 def resolve_experiment(base: ExperimentSpec, params: dict[str, Any], source: str = "") -> ExperimentSpec:
@@ -350,20 +337,6 @@ def resolve_experiment(base: ExperimentSpec, params: dict[str, Any], source: str
         raise UserError(f"{source}: {format_validation_error(err, 'experiment', ExperimentSpec)}") from None
     check_experiment(exp, source=source)
     return exp
-
-
-def check_experiment(exp: ExperimentSpec, source: str = "spec") -> None:
-    """Check registered names and method parameters (typos fail before any trial starts)."""
-    from ltsearch import build  # noqa: F401  (imports every registry's members)
-    from ltsearch.registry import DATASETS, METHODS, MODELS
-
-    where = f"{source}: experiment" if source else "experiment"
-    DATASETS.get(exp.data.dataset, where=f"{where}.data.dataset")
-    MODELS.get(exp.model.arch, where=f"{where}.model.arch")
-    method_cls = METHODS.get(exp.method.name, where=f"{where}.method.name")
-    method_cls.validate_params(exp.method.params(), where=f"{where}.method")
-    if exp.data.splits.few > exp.data.splits.many:
-        raise UserError(f"{where}.data.splits: few ({exp.data.splits.few}) must not exceed many ({exp.data.splits.many})")
 
 
 def canonical_json(obj: Any) -> str:

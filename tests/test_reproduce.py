@@ -11,19 +11,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ltsearch.cli import app, data_app
+from ltsearch.cli import app
 from ltsearch.errors import UserError
 from ltsearch.reproduce import compare_runs, load_table, row_experiment, row_spec, select
-from ltsearch.reproduce.cli import register
-
-
-def _registered(typer_app, name: str) -> bool:
-    return any(c.name == name or (c.name is None and c.callback and c.callback.__name__ == name)
-               for c in typer_app.registered_commands)
-
-
-if not _registered(app, "reproduce"):  # until ltsearch.cli calls register itself
-    register(app, data_app)
 
 
 def invoke(*args: str, **kw):

@@ -134,19 +134,13 @@ def run_rows(rows: Sequence[Row], recipes: dict[str, Any], seeds: Sequence[int],
              address: str | None = None, callbacks: list | None = None) -> list[str]:
     """Run each row as its own sweep (one Ray session for all); returns the run directories."""
     from ltsearch.data import check_available
-    from ltsearch.tune.search import init_ray, run_sweep
+    from ltsearch.tune.search import ray_session, run_sweep
 
     specs = [row_spec(r, recipes, seeds, smoke) for r in rows]
     for spec in specs:  # fail fast, before Ray starts, when a dataset is missing
         check_available(spec.experiment.data)
-    started = init_ray(address)
-    try:
+    with ray_session(address):
         return [run_sweep(spec, storage=storage, address=address, callbacks=callbacks).run_dir for spec in specs]
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
 
 
 # ----------------------------------------------------------------------------------- compare
@@ -156,7 +150,6 @@ def _norm_method(method: dict[str, Any]) -> str:
     """A method fragment with every default filled in, as canonical JSON (for matching)."""
     import inspect
 
-    from ltsearch import build  # noqa: F401  (registries)
     from ltsearch.registry import LOSSES, METHODS
 
     params = {k: v for k, v in method.items() if k != "name"}

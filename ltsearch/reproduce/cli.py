@@ -1,5 +1,4 @@
-"""Commands ``ltsearch reproduce`` and ``ltsearch data verify``, added to the app by
-:func:`register` (``ltsearch.cli`` calls ``register(app, data_app)``)."""
+"""Commands ``ltsearch reproduce`` and ``ltsearch data verify`` (``ltsearch.cli`` registers them)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from ltsearch.errors import UserError
+from ltsearch.errors import UserError, user_errors
 
 console = Console()
 
@@ -75,59 +74,54 @@ def print_comparison(comps: list[Any], unmatched: list[str]) -> None:
         _out(f"no paper row matches the trials of {d}")
 
 
-def register(app: typer.Typer, data_app: typer.Typer) -> None:
-    """Add ``reproduce`` to ``app`` and ``verify`` to ``data_app``."""
-    from ltsearch.cli import user_errors
+@user_errors
+def reproduce(
+    rows: Annotated[Optional[list[str]], typer.Argument(help="row ids or globs (e.g. 'bbn.t4.*'); see --list")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="print the table of paper rows (filtered by ROWS if given)")] = False,
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds, e.g. 0,1,2")] = "0,1,2",
+    smoke: Annotated[bool, typer.Option(help="toy scale (digits-LT, tiny model, 2 epochs, one seed)")] = False,
+    storage: Annotated[str, typer.Option(help="results root; each row runs in <storage>/reproduce_<id>")] = "runs",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
+    compare: Annotated[Optional[list[Path]], typer.Option("--compare", help="RUN_DIR (repeatable) or a storage directory: paper vs measured")] = None,
+) -> None:
+    """Run the papers' headline and ablation rows (ltsearch/reproduce/papers.yaml) and compare."""
+    from ltsearch.reproduce import compare_runs, load_table, run_rows, select
 
-    @app.command("reproduce")
-    @user_errors
-    def reproduce(
-        rows: Annotated[Optional[list[str]], typer.Argument(help="row ids or globs (e.g. 'bbn.t4.*'); see --list")] = None,
-        list_: Annotated[bool, typer.Option("--list", help="print the table of paper rows (filtered by ROWS if given)")] = False,
-        seeds: Annotated[str, typer.Option(help="comma-separated seeds, e.g. 0,1,2")] = "0,1,2",
-        smoke: Annotated[bool, typer.Option(help="toy scale (digits-LT, tiny model, 2 epochs, one seed)")] = False,
-        storage: Annotated[str, typer.Option(help="results root; each row runs in <storage>/reproduce_<id>")] = "runs",
-        address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
-        compare: Annotated[Optional[list[Path]], typer.Option("--compare", help="RUN_DIR (repeatable) or a storage directory: paper vs measured")] = None,
-    ) -> None:
-        """Run the papers' headline and ablation rows (ltsearch/reproduce/papers.yaml) and compare."""
-        from ltsearch.reproduce import compare_runs, load_table, run_rows, select
+    table, recipes = load_table()
+    if compare:
+        comps, unmatched = compare_runs(compare, table, recipes)
+        if not comps:
+            raise UserError(f"--compare: no paper row matches the runs in {', '.join(map(str, compare))}")
+        print_comparison(comps, unmatched)
+        return
+    if list_:
+        print_rows(select(table, rows) if rows else table)
+        return
+    if not rows:
+        raise UserError("reproduce: give row ids (or globs), --list or --compare RUN_DIR")
+    chosen = select(table, rows)
+    run_dirs = run_rows(chosen, recipes, _parse_seeds(seeds), storage, smoke, address)
+    comps, _ = compare_runs([Path(d) for d in run_dirs], table, recipes)
+    print_comparison(comps, [])
+    _out(f"results: {', '.join(run_dirs)}")
 
-        table, recipes = load_table()
-        if compare:
-            comps, unmatched = compare_runs(compare, table, recipes)
-            if not comps:
-                raise UserError(f"--compare: no paper row matches the runs in {', '.join(map(str, compare))}")
-            print_comparison(comps, unmatched)
-            return
-        if list_:
-            print_rows(select(table, rows) if rows else table)
-            return
-        if not rows:
-            raise UserError("reproduce: give row ids (or globs), --list or --compare RUN_DIR")
-        chosen = select(table, rows)
-        run_dirs = run_rows(chosen, recipes, _parse_seeds(seeds), storage, smoke, address)
-        comps, _ = compare_runs([Path(d) for d in run_dirs], table, recipes)
-        print_comparison(comps, [])
-        _out(f"results: {', '.join(run_dirs)}")
 
-    @data_app.command("verify")
-    @user_errors
-    def data_verify(
-        dataset: Annotated[str, typer.Argument(help="cifar10, cifar100, imagenet_lt, inat, digits, ...")],
-        root: Annotated[Optional[Path], typer.Option(help="data root (default: $LTSEARCH_DATA or ~/.cache/ltsearch)")] = None,
-        imbalance: Annotated[float, typer.Option(help="imbalance factor of the subset to check (CIFAR, digits, ...)")] = 100.0,
-        images: Annotated[bool, typer.Option(help="check that every listed image exists (list datasets)")] = True,
-    ) -> None:
-        """Check a local copy: files, hashes, per-class counts of the long-tailed subset. Exit 2 on problems."""
-        from ltsearch.data.verify import verify
+@user_errors
+def data_verify(
+    dataset: Annotated[str, typer.Argument(help="cifar10, cifar100, imagenet_lt, inat, digits, ...")],
+    root: Annotated[Optional[Path], typer.Option(help="data root (default: $LTSEARCH_DATA or ~/.cache/ltsearch)")] = None,
+    imbalance: Annotated[float, typer.Option(help="imbalance factor of the subset to check (CIFAR, digits, ...)")] = 100.0,
+    images: Annotated[bool, typer.Option(help="check that every listed image exists (list datasets)")] = True,
+) -> None:
+    """Check a local copy: files, hashes, per-class counts of the long-tailed subset. Exit 2 on problems."""
+    from ltsearch.data.verify import verify
 
-        if imbalance < 1:
-            raise UserError("--imbalance must be >= 1")
-        report = verify(dataset, root, imbalance, images)
-        for line in report.lines:
-            _out(line)
-        if report.problems:
-            more = f" (and {len(report.problems) - 1} more above)" if len(report.problems) > 1 else ""
-            raise UserError(f"{dataset}: {report.problems[0]}{more}")
-        console.print(f"{dataset}: ok")
+    if imbalance < 1:
+        raise UserError("--imbalance must be >= 1")
+    report = verify(dataset, root, imbalance, images)
+    for line in report.lines:
+        _out(line)
+    if report.problems:
+        more = f" (and {len(report.problems) - 1} more above)" if len(report.problems) > 1 else ""
+        raise UserError(f"{dataset}: {report.problems[0]}{more}")
+    console.print(f"{dataset}: ok")
