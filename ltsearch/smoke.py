@@ -2,23 +2,39 @@
 
 Swaps in digits-LT (the spec's imbalance, capped at 20), a tiny ``small_cnn``, 2 epochs per stage,
 CPU, one seed, at most two values per grid dimension and two samples (searched ``data.*`` /
-``model.*`` keys are dropped, the data and model being fixed); every epoch-valued setting
-(``optim.warmup``, ``optim.milestones``, method keys ending in ``_epoch``/``_epochs``) is rescaled
-so schedules keep their shape. Results go to ``<name>_smoke``.
+``model.*`` keys are dropped, the data and model being fixed); every setting measured in epochs
+(``optim.warmup``, ``optim.milestones``, and the method parameters its ``Params`` declare with
+``epochs_field`` / ``switch_field``) is rescaled so schedules keep their shape. Results go to
+``<name>_smoke``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ltsearch.spec import Spec, parse_override, set_path, validate_spec_dict
+from ltsearch.registry import METHODS
+from ltsearch.spec import OptimSpec, Spec, epoch_units, parse_override, set_path, validate_spec_dict
 
 SMOKE_EPOCHS = 2
 
 
-def _is_epoch_key(key: str) -> bool:
-    last = key.split(".")[-1]
-    return last.endswith("_epoch") or last.endswith("_epochs") or key in ("optim.warmup", "optim.milestones")
+def _method_units(*names: str) -> dict[str, str]:
+    """``{parameter: unit}`` of the epoch-valued parameters of these methods (unknown names: none)."""
+    units: dict[str, str] = {}
+    for name in names:
+        if isinstance(name, str) and name in METHODS:
+            units.update(epoch_units(METHODS.get(name).Params))
+    return units
+
+
+def _unit(key: str, method_units: dict[str, str]) -> str | None:
+    """The unit of a dotted ``experiment`` key (``optim.warmup``, ``method.stage2_epochs``), or None."""
+    section, _, field = key.partition(".")
+    if section == "optim":
+        return epoch_units(OptimSpec).get(field) if field != "epochs" else None
+    if section == "method":
+        return method_units.get(field)
+    return None
 
 
 def _rescale(value: Any, factor: float, cap: int) -> Any:
@@ -34,14 +50,20 @@ def _rescale(value: Any, factor: float, cap: int) -> Any:
     return max(0, min(cap, scaled))
 
 
-def _rescale_method(method: dict[str, Any], factor: float) -> None:
-    """Rescale a method section's epoch-valued keys (``*_epoch``, ``*_epochs``) in place."""
+def _rescale_unit(value: Any, unit: str, factor: float) -> Any:
+    """A switch stays inside the smoke run; a length that had epochs keeps at least one."""
+    scaled = _rescale(value, factor, SMOKE_EPOCHS)
+    if unit == "epochs" and scaled == 0 and isinstance(value, (int, float)) and value:
+        return 1
+    return scaled
+
+
+def _rescale_method(method: dict[str, Any], factor: float, default_name: str = "single") -> None:
+    """Rescale a method section's epoch-valued parameters in place."""
+    units = _method_units(method.get("name", default_name))
     for key, value in list(method.items()):
-        if _is_epoch_key(key):
-            cap = SMOKE_EPOCHS if key.endswith("_epoch") else max(1, SMOKE_EPOCHS)
-            method[key] = _rescale(value, factor, cap)
-            if key.endswith("_epochs") and method[key] == 0 and value:
-                method[key] = 1
+        if key in units:
+            method[key] = _rescale_unit(value, units[key], factor)
 
 
 def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
@@ -63,6 +85,9 @@ def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
             for value in dist.get(kind) or []:
                 if isinstance(value, dict):
                     _rescale_method(value, factor)
+    searched_names = [v for key, d in search["space"].items() if key == "method.name"
+                      for kind in ("grid", "choice") for v in d.get(kind) or []]
+    method_units = _method_units(exp["method"].get("name", "single"), *searched_names)
     exp["device"] = "cpu"
     exp["eval"] = {**exp.get("eval", {}), "test_every": 0}
     # data and model are fixed at toy scale: drop searched data.* / model.* keys (e.g. a
@@ -72,13 +97,12 @@ def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
         del search["space"][key]
     search["initial"] = [{k: v for k, v in point.items() if k not in fixed} for point in search.get("initial", [])]
     for key, dist in search["space"].items():
+        unit = _unit(key, method_units)
         for kind in ("grid", "choice"):
             if kind in dist:
                 values = dist[kind][:2] if kind == "grid" else dist[kind]
-                dist[kind] = _rescale(values, factor, SMOKE_EPOCHS) if _is_epoch_key(key) else values
-                if key.endswith("_epochs"):  # as for method keys: a stage that has epochs keeps one
-                    dist[kind] = [1 if r == 0 and isinstance(v, (int, float)) and v else r for r, v in zip(dist[kind], values)]
-        if _is_epoch_key(key) and "int" in dist:
+                dist[kind] = [_rescale_unit(v, unit, factor) for v in values] if unit else values
+        if unit and "int" in dist:
             lo, hi = _rescale(dist["int"], factor, SMOKE_EPOCHS)
             dist["int"] = [lo, max(hi, lo + 1)]
     search.update(seeds=search["seeds"][:1], num_samples=min(search.get("num_samples", 1), 2), max_failures=0)

@@ -18,8 +18,11 @@ from ltsearch.data import LTData, build_dataset
 from ltsearch.errors import UserError
 from ltsearch.results.schema import param_column, param_value
 from ltsearch.results.store import ResultStore
+from ltsearch.methods import method_plan
 from ltsearch.spec import DataSpec, ExperimentSpec, canonical_json
+from ltsearch.train.callbacks import Checkpoint
 from ltsearch.train.loop import DistInfo, EpochRecord, NonFiniteLoss, Reporter, TrialOutput, run_trial
+from ltsearch.train.state import STATE_VERSION
 
 
 def trial_id_for(exp: ExperimentSpec) -> str:
@@ -56,10 +59,8 @@ def cached_dataset(spec: DataSpec) -> LTData:
 
 
 def planned_epochs(exp: ExperimentSpec) -> int:
-    """Epochs over all stages (stage lengths of two-stage methods are parameters named ``*_epochs``)."""
-    extra = sum(int(v) for k, v in exp.method.params().items()
-                if k.endswith("_epochs") and isinstance(v, (int, float)) and not isinstance(v, bool))
-    return exp.optim.epochs + extra
+    """Epochs over all stages, as the method's plan declares them."""
+    return method_plan(exp).epochs
 
 
 def epoch_row(rec: EpochRecord) -> dict[str, Any]:
@@ -71,11 +72,11 @@ def epoch_row(rec: EpochRecord) -> dict[str, Any]:
 def base_row(exp: ExperimentSpec, ctx: TrialContext) -> dict[str, Any]:
     from ltsearch.results.provenance import provenance
 
-    params = exp.method.params()
+    plan = method_plan(exp)
     return {
-        "sweep": ctx.sweep, "method": exp.method.name, "loss": str(params.get("loss", params.get("rebal_loss", ""))),
+        "sweep": ctx.sweep, "method": exp.method.name, "loss": plan.loss,
         "dataset": exp.data.dataset, "arch": exp.model.arch, "imbalance": exp.data.imbalance, "seed": exp.seed,
-        "epochs": exp.optim.epochs, "config_key": config_key_for(exp),
+        "epochs": plan.epochs, "config_key": config_key_for(exp),
         "config_json": json.dumps(exp.model_dump(by_alias=True), sort_keys=True, default=str),
         "workers": ctx.workers, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
         **{param_column(k): param_value(v) for k, v in ctx.params.items() if k != "seed"},
@@ -103,7 +104,7 @@ def write_outcome(ctx: TrialContext, exp: ExperimentSpec, status: str, error: st
         store.write_model(tid, out.state)
     store.write_trial(
         tid, row, ctx.param_types, epochs=None if recs is None else [epoch_row(r) for r in recs],
-        per_class=out.per_class if out is not None else None,
+        per_class=out.per_class if out is not None else None, schedules=method_plan(exp).schedules,
     )
     return tid
 
@@ -140,22 +141,27 @@ def execute(
     """
     store = ResultStore(ctx.run_dir)
     tid = trial_id_for(exp)
+    schedules = method_plan(exp).schedules
     if resume is None and checkpoint_every:
         resume = store.read_checkpoint(tid)
+        if resume is not None and resume.get("version") != STATE_VERSION:
+            resume = None  # written by an older ltsearch: start over rather than misread it
     records: list[EpochRecord] = [EpochRecord(**r) for r in (resume or {}).get("records", [])]
-    last_epoch = planned_epochs(exp)
+    resumed_from = len(records)
 
     def collect(rec: EpochRecord, state: Callable[[], dict[str, Any]]) -> None:
         records.append(rec)
         if write:
-            store.write_epochs(tid, [epoch_row(r) for r in records])
-            if checkpoint_every and (rec.epoch + 1) % checkpoint_every == 0 and rec.epoch + 1 < last_epoch:
-                store.write_checkpoint(tid, state())
+            store.write_epochs(tid, [epoch_row(r) for r in records], schedules)
         if reporter is not None:
             reporter(rec, state)
 
+    callbacks = []
+    if write and checkpoint_every:
+        callbacks.append(Checkpoint(checkpoint_every, planned_epochs(exp), lambda s: store.write_checkpoint(tid, s)))
     try:
-        out = run_trial(exp, data=cached_dataset(exp.data), reporter=collect, resume=resume, dist=dist)
+        out = run_trial(exp, data=cached_dataset(exp.data), reporter=collect, resume=resume, dist=dist,
+                        callbacks=callbacks)
     except NonFiniteLoss as err:
         if write:
             write_outcome(ctx, exp, "failed", first_line(err), records=records)
@@ -166,6 +172,7 @@ def execute(
         if write:
             write_outcome(ctx, exp, "failed", first_line(err), records=records)
         raise
+    out.summary["resumed_from"] = resumed_from
     if write:
         write_outcome(ctx, exp, "ok", out=out)
         store.remove_checkpoint(tid)

@@ -111,8 +111,8 @@ def test_sdnhl_kl_term_lowers_the_loss_when_branches_diverge():
     assert apart.item() < same.item()  # maximising KL = minimising −KL
     far = sdn_loss(cls_s, cls_w, torch.tensor(50.0), lam, cap)
     assert far.item() == pytest.approx(lam * 2.0 - (1 - lam) * cap)  # bounded below by the cap
-    # and through the method, at p = 0 (λ = 0) the loss is −min(KL, log C) ≤ 0
-    m = make("sdnhl")
+    # and through the method counting E_curr from 0, at p = 0 (λ = 0) the loss is −min(KL, log C) ≤ 0
+    m = make("sdnhl", e_curr_start=0)
     m.on_epoch_start(0, 0.0)
     torch.manual_seed(2)
     x = torch.randn(5, 1, 4, 4)
@@ -120,6 +120,20 @@ def test_sdnhl_kl_term_lowers_the_loss_when_branches_diverge():
         out = m.training_step({"main": {"weak": x, "strong": x + 0.5 * torch.randn_like(x), "y": torch.arange(5) % 4}}, 0.0)
     assert out["loss"].item() == pytest.approx(-min(float(out["kl"]), math.log(4)), rel=1e-5)
     assert out["loss"].item() <= 0
+
+
+def test_sdnhl_kl_sign_cap_and_lambda_start():
+    cls_s, cls_w, lam = torch.tensor(1.2), torch.tensor(0.8), 0.3
+    kl = torch.tensor(50.0)
+    assert sdn_loss(cls_s, cls_w, kl, lam, None).item() == pytest.approx(lam * 2.0 - (1 - lam) * 50.0)  # no cap
+    assert sdn_loss(cls_s, cls_w, kl, lam, 1.0, "literal").item() == pytest.approx(lam * 2.0 + (1 - lam) * 50.0)
+    assert make("sdnhl").kl_max == pytest.approx(math.log(4)) and make("sdnhl", kl_max=None).kl_max is None
+    with pytest.raises(UserError, match="kl_max"):
+        make("sdnhl", kl_max=-1.0)
+    # λ = (E_curr / E_total)^γ with E_curr = 1 … E (E = 10 here): 1/10 in the first epoch, 1 in the last
+    m = make("sdnhl", gamma=2.0)
+    assert m.lambda_at(0.0) == pytest.approx(0.1 ** 2) and m.lambda_at(0.9) == pytest.approx(1.0)
+    assert make("sdnhl", gamma=2.0, e_curr_start=0).lambda_at(0.0) == 0.0
 
 
 def test_hard_aware_weight_update_over_two_epochs():
@@ -141,16 +155,29 @@ def test_hard_aware_weight_update_over_two_epochs():
     w = [(1 - beta) / (1 - beta ** n) for n in COUNTS]
     w = [wi / sum(w) * 4 for wi in w]
     assert cb(z, y).item() == pytest.approx(sum(w[t] * n for t, n in zip(y.tolist(), nll)) / 3, rel=1e-5)
+    weighted = build_loss("hard_aware", COUNTS, momentum=0.9, beta=0.99, reduction="weighted")
+    weighted.update(acc1)
+    ww = [w1[t] * w[t] for t in y.tolist()]  # Σ w̃ w (−log p) / Σ w̃ w: DRW's weighted-mean scale
+    assert weighted(z, y).item() == pytest.approx(sum(a * n for a, n in zip(ww, nll)) / sum(ww), rel=1e-5)
 
 
 def test_sdnhl_switches_to_hard_aware_and_reports_schedules():
     m = make("sdnhl", hl_epoch=3, drw_epoch=2, gamma=2.0)
+    stats = SimpleNamespace(per_class_acc=torch.tensor([1.0, 0.5, 0.5, 0.25]))
+    m.on_epoch_start(1, 0.1)
+    m.on_epoch_end(1, stats)  # before the last epoch ahead of the switch: w̃ does not accumulate yet
+    assert m.hl.hard_weights.tolist() == [0.0] * 4
     m.on_epoch_start(2, 0.2)
-    assert m.schedule_values(0.2) == {"lambda": pytest.approx(0.04), "hl_on": 0.0, "drw_on": 1.0}
-    m.on_epoch_end(2, SimpleNamespace(per_class_acc=torch.tensor([1.0, 0.5, 0.5, 0.25])))
-    assert m.hl.hard_weights.tolist() == pytest.approx([1.9, 2.9, 2.9, 4.9])
+    assert m.schedule_values(0.2) == {"lambda": pytest.approx(0.3 ** 2), "hl_on": 0.0, "drw_on": 1.0}  # E_curr = 3
+    m.on_epoch_end(2, stats)  # the epoch before the switch seeds w̃ = 0.9·0 + 1/acc
+    assert m.hl.hard_weights.tolist() == pytest.approx([1.0, 2.0, 2.0, 4.0])
     m.on_epoch_start(3, 0.3)
     assert m.schedule_values(0.3)["hl_on"] == 1.0
+    m.on_epoch_end(3, stats)
+    assert m.hl.hard_weights.tolist() == pytest.approx([1.9, 3.8, 3.8, 7.6])
+    always = make("sdnhl", hl_epoch=3, hl_accumulate="always")
+    always.on_epoch_end(0, stats)
+    assert always.hl.hard_weights.tolist() == pytest.approx([1.0, 2.0, 2.0, 4.0])
     x, y = torch.randn(4, 1, 4, 4), torch.arange(4)
     with torch.no_grad():
         zs, zw = m.branch_logits(x, x)
@@ -213,7 +240,7 @@ def _spec(method: dict) -> ExperimentSpec:
 
 @pytest.mark.parametrize("method,keys", [
     ({"name": "bbn"}, {"alpha": [1.0, 0.75]}),
-    ({"name": "sdnhl", "hl_epoch": 1, "drw_epoch": 1}, {"lambda": [0.0, 0.5], "hl_on": [0.0, 1.0]}),
+    ({"name": "sdnhl", "hl_epoch": 1, "drw_epoch": 1}, {"lambda": [0.5, 1.0], "hl_on": [0.0, 1.0]}),
     ({"name": "hrdc"}, {"alpha": [1.0, 0.25]}),
 ])
 def test_smoke_two_epochs(method, keys):

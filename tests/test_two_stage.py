@@ -142,6 +142,11 @@ def test_tau_norm_weights():
     assert tau_normalised(w, 0.0).tolist() == w.tolist()
 
 
+def _train_set(xs, ys):
+    """A stand-in for the loop's ``Batches`` (the ``TrainSet`` protocol): un-augmented images in order."""
+    return SimpleNamespace(labels=ys, images=lambda chunk=512: (xs[i:i + chunk].float() / 255 for i in range(0, len(ys), chunk)))
+
+
 def _ctx(counts, **optim):
     return MethodContext(class_counts=counts, in_channels=1, optim=OptimSpec(**optim),
                          build_model=lambda head: build_model("mlp", len(counts), 1, head, hidden=8), seed=0)
@@ -152,7 +157,7 @@ def test_lws_trains_only_the_scales_with_the_hand_gradient():
     m = make_method("lws", {"stage2_epochs": 1}, _ctx(counts))
     stages = m.stages()
     assert [s.name for s in stages] == ["representation", "classifier"]
-    m.begin_stage(stages[1])
+    m.begin_stage(stages[1], _train_set(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), torch.tensor([0])))
     assert m.trainable_parameters(stages[1]) == [m.scales]
     assert not any(p.requires_grad for p in m.net.parameters())
     x, y = torch.rand(1, 1, 8, 8), torch.tensor([1])
@@ -197,10 +202,8 @@ def test_glag_generation_balances_classes():
     torch.manual_seed(0)
     ys = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
     xs = (torch.rand(len(ys), 1, 8, 8) * 255).to(torch.uint8)
-    ctx = _ctx(counts)
-    ctx.extra["train_batches"] = SimpleNamespace(x=xs, y=ys, prepare=lambda b: b.float() / 255)
-    m = make_method("glag", {"head_threshold": 20, "support_k": 1, "gamma": 0.1}, ctx)
-    m.begin_stage(m.stages()[1])
+    m = make_method("glag", {"head_threshold": 20, "support_k": 1, "gamma": 0.1}, _ctx(counts))
+    m.begin_stage(m.stages()[1], _train_set(xs, ys))
     x, y = m.generate(0)
     assert torch.bincount(y, minlength=3).tolist() == [0, 18, 26]  # N_max − N_c
     assert torch.isfinite(x).all() and x.shape[1] == m.net.feat_dim

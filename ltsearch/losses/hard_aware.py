@@ -8,34 +8,40 @@ import torch.nn.functional as F
 from ltsearch.losses.base import LTLoss, class_balanced_weights
 from ltsearch.registry import LOSSES
 
+REDUCTIONS = ("mean", "weighted")
+
 
 @LOSSES.register("hard_aware")
 class HardAwareLoss(LTLoss):
-    """L_HL = −(1/M) Σ_m w̃^{y_m} · w^{y_m} · log p_m^{y_m}: a plain batch mean (1/M, as written in the
-    paper, not normalised by Σ w) of cross-entropy weighted by a class weight w (class-balanced,
-    Cui et al. 2019, effective number with ``beta``; the ``weight`` argument replaces it) and by
-    the hard-aware weight w̃, updated after every epoch from per-class (validation) accuracy:
+    """L_HL = −(1/M) Σ_m w̃^{y_m} · w^{y_m} · log p_m^{y_m}: cross-entropy weighted by a class weight w
+    (class-balanced, Cui et al. 2019, effective number with ``beta``, normalised to sum C as in
+    LDAM-DRW's code; the ``weight`` argument replaces it) and by the hard-aware weight w̃, updated
+    after an epoch from that epoch's per-class *training* accuracy (``update``):
 
         w̃_{e+1}^c = m · w̃_e^c + 1 / max(acc_e^c, eps)
 
-    ``momentum`` m ∈ [0, 1) (paper: m ∈ (0, 1), no value given; 0.9 by default); ``eps`` guards a
-    class with zero accuracy (1/acc ≤ 1/eps = 100 by default); a class without validation images
-    (accuracy NaN) counts as acc = 1; ``init``: w̃_0 before the first update. w̃ is a buffer, so it is
-    checkpointed with the model. ``normalize``: divide w̃ by its mean over classes in the loss (keeps
-the paper's relative weights but not their growing scale, ~1/(1 − m) times 1/acc; off by default).
+    ``momentum`` m ∈ [0, 1) (paper: m ∈ (0, 1), no value given); ``eps`` guards a class with zero
+    accuracy (1/acc ≤ 1/eps); a class the epoch did not see (accuracy NaN) counts as acc = 1;
+    ``init``: w̃ before the first update. w̃ is a buffer, checkpointed with the model.
+
+    ``reduction``: ``mean`` is the paper's plain batch mean (1/M), whose scale follows w̃·w (up to
+    ~1/((1 − m)·eps) times the CB weight); ``weighted`` divides by Σ_m w̃^{y_m} w^{y_m} instead, the
+    weighted mean that ``F.cross_entropy(weight=...)`` and LDAM-DRW's DRW use, so only the relative
+    weights matter. ``normalize``: divide w̃ by its class mean first (a milder rescaling; off).
     """
 
     def __init__(self, class_counts, momentum: float = 0.9, beta: float = 0.9999, eps: float = 0.01,
-                 init: float = 1.0, normalize: bool = False,
-                 weight=None):
+                 init: float = 1.0, normalize: bool = False, reduction: str = "mean", weight=None):
         super().__init__(class_counts, weight)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"hard_aware momentum must be in [0, 1), got {momentum}")
         if not 0.0 < eps <= 1.0:
             raise ValueError(f"hard_aware eps must be in (0, 1], got {eps}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"hard_aware reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
         if weight is None:
             self.set_weight(class_balanced_weights(self.counts, beta))
-        self.momentum, self.eps, self.normalize = float(momentum), float(eps), bool(normalize)
+        self.momentum, self.eps, self.normalize, self.reduction = float(momentum), float(eps), bool(normalize), reduction
         self.register_buffer("hard_weights", torch.full((self.num_classes,), float(init)))
 
     def update(self, per_class_acc: torch.Tensor) -> None:
@@ -49,4 +55,6 @@ the paper's relative weights but not their growing scale, ~1/(1 − m) times 1/a
         w = hard[target].to(logits.dtype)
         if self.weight is not None:
             w = w * self.weight[target].to(logits.dtype)
+        if self.reduction == "weighted":
+            return (w * nll).sum() / w.sum().clamp_min(1e-12)
         return (w * nll).mean()

@@ -6,7 +6,9 @@ import importlib
 import pkgutil
 from typing import Any, Sequence
 
-from ltsearch.methods.base import Method, MethodContext, Stage, Stream, check_step_output
+from ltsearch.methods.base import (
+    Method, MethodContext, Plan, Stage, Stream, TrainStats, check_schedules, check_step_output,
+)
 from ltsearch.models import Net, build_model
 from ltsearch.registry import METHODS
 from ltsearch.spec import ExperimentSpec
@@ -20,6 +22,12 @@ def make_method(name: str, raw_params: dict[str, Any], ctx: MethodContext) -> Me
     """Method ``name`` from its (unvalidated) parameters and a context."""
     cls = METHODS.get(name, where="experiment.method.name")
     return cls(cls.validate_params(raw_params), ctx)
+
+
+def method_plan(exp: ExperimentSpec) -> Plan:
+    """The plan of ``exp``'s method (stages, switches, schedules, loss) without building it."""
+    cls = METHODS.get(exp.method.name, where="experiment.method.name")
+    return cls.plan(cls.validate_params(exp.method.params()), exp.optim)
 
 
 def build_method(spec: ExperimentSpec, class_counts: Sequence[int], in_channels: int = 3) -> Method:
@@ -36,4 +44,5 @@ def build_method(spec: ExperimentSpec, class_counts: Sequence[int], in_channels:
     return make_method(spec.method.name, spec.method.params(), ctx)
 
 
-__all__ = ["Method", "MethodContext", "Stage", "Stream", "build_method", "check_step_output", "make_method"]
+__all__ = ["Method", "MethodContext", "Plan", "Stage", "Stream", "TrainStats", "build_method", "check_schedules",
+           "check_step_output", "make_method", "method_plan"]

@@ -1,40 +1,45 @@
 """The protocol between a method and the one training loop (``ltsearch.train.loop``).
 
-A method is an ``nn.Module`` built from validated parameters and a :class:`MethodContext`. The
-loop asks it for its stages and its data streams, calls ``forward(batch, progress)`` (which is
-``training_step``; going through ``forward`` is what lets DDP synchronise gradients) and
-``predict(images)`` for evaluation, and calls the hooks at named points:
+A method is an ``nn.Module`` built from validated parameters and a :class:`MethodContext`. What the
+platform must know before training (stages, switch epochs, recorded schedule values, the loss) it
+declares in one place, the classmethod :meth:`Method.plan`; parameters measured in epochs are
+declared with ``spec.epochs_field`` / ``spec.switch_field`` (``--smoke`` rescales them). The loop
+calls ``forward(batch, progress)`` (which is ``training_step``; going through ``forward`` is what
+lets DDP synchronise gradients), ``predict(images)`` for evaluation, and the hooks at named points:
 
 =======================  ==============================================================
-``stages()``             [Stage(name, epochs, optim)]; one stage unless two-stage
-``begin_stage(stage)``   e.g. freeze the backbone, re-initialise the classifier
+``plan(params, optim)``  Plan(stages, switches, schedules, loss): declared, not inferred
+``begin_stage(s, train)`` a stage starts: e.g. freeze the backbone, re-initialise the classifier;
+                         ``train`` (:class:`TrainSet`) serves the un-augmented training images
 ``stage_reuse(stage)``   StageReuse(identity, module[, source]) to cache / load a stage's result
 ``streams(epoch)``       {stream name: Stream(sampler, views)}; the batch holds one entry each
-``on_epoch_start(e, p)`` before epoch e (0-based) at progress p = e / epochs
-``training_step(b, p)``  {"loss": scalar tensor, other float logs...}
-``on_epoch_end(e, val)`` after validation, with the val EvalReport (per-class accuracy)
-``schedule_values(p)``   {name: value} of its schedules, recorded per epoch (α, λ, ...)
+``on_epoch_start(e, p)`` before epoch e (0-based within the stage) at progress p = e / epochs
+``training_step(b, p)``  {"loss": scalar tensor, "logits": optional, other logs...}
+``on_epoch_end(e, st)``  after the epoch, with :class:`TrainStats` of the training predictions
+``schedule_values(p)``   {name: value} of the schedules named in ``plan().schedules``
 ``predict(x)``           logits for normalised images
 =======================  ==============================================================
 
-A batch is ``{stream: {"y": labels, view: images, ...}}``; the default stream is
-``"main"`` with the dataset's standard augmentation as view ``"weak"``. State that is not a
-parameter or buffer goes through ``get_extra_state``/``set_extra_state`` so checkpoints restore it.
-Methods never import Ray.
+A batch is ``{stream: {"y": labels, view: images, ...}}``; the default stream is ``"main"`` with
+the dataset's standard augmentation as view ``"weak"``. A step that returns ``"logits"`` (for the
+``"main"`` stream's labels) gets per-class training accuracy in ``on_epoch_end``: methods never see
+the validation or test split, which only select and report. State that is not a parameter or
+buffer goes through ``get_extra_state``/``set_extra_state`` so checkpoints restore it. Methods
+never import Ray.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, Protocol
 
 import torch
 import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ltsearch.errors import UserError
+from ltsearch.errors import UserError, format_validation_error
 from ltsearch.models import Net, head_weight
-from ltsearch.spec import OptimSpec, format_validation_error
+from ltsearch.spec import OptimSpec
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,33 @@ class Stream:
     views: tuple[str, ...] = ("weak",)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stage:
+    """``posthoc``: the stage changes the model without training (τ-norm) and runs with 0 epochs;
+    any other stage with 0 epochs is skipped, leaving the model as the previous stage left it."""
+
     name: str
     epochs: int
     optim: OptimSpec
+    posthoc: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the platform needs to know about a method's trial, declared by :meth:`Method.plan`.
+
+    ``switches``: global 0-based epochs where the behaviour changes (DRW, a new stage...), for
+    ASHA's grace period; ``schedules``: the names :meth:`Method.schedule_values` records (Parquet
+    ``epochs`` columns); ``loss``: the trials table's ``loss`` column."""
+
+    stages: tuple[Stage, ...]
+    switches: tuple[int, ...] = ()
+    schedules: tuple[str, ...] = ()
+    loss: str = ""
+
+    @property
+    def epochs(self) -> int:
+        return sum(s.epochs for s in self.stages)
 
 
 @dataclass
@@ -65,6 +92,23 @@ class StageReuse:
 
 
 @dataclass
+class TrainStats:
+    """An epoch's training predictions (from the steps' ``"logits"``): per-class accuracy as a
+    fraction (NaN for a class the epoch did not draw) and the number of samples per class."""
+
+    per_class_acc: torch.Tensor
+    counts: torch.Tensor
+
+
+class TrainSet(Protocol):
+    """The training set as the loop holds it (``ltsearch.data.batches.Batches``)."""
+
+    labels: torch.Tensor
+
+    def images(self, chunk: int = 512) -> Iterator[torch.Tensor]: ...
+
+
+@dataclass
 class MethodContext:
     class_counts: list[int]
     in_channels: int
@@ -72,7 +116,6 @@ class MethodContext:
     build_model: Callable[[str], Net]  # head kind ("linear" | "normed") -> a fresh backbone + head
     model_head: str = "auto"
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -81,6 +124,11 @@ class MethodContext:
 
 class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def present(*epochs: int | None) -> tuple[int, ...]:
+    """The switch epochs that are set (a ``None`` switch never happens)."""
+    return tuple(e for e in epochs if e is not None)
 
 
 class Method(nn.Module):
@@ -94,7 +142,7 @@ class Method(nn.Module):
         self.ctx = ctx
         self.class_counts = list(ctx.class_counts)
 
-    # ---------------------------------------------------------------- parameters of the spec
+    # ---------------------------------------------------------------- declarations
     @classmethod
     def validate_params(cls, raw: dict[str, Any], where: str = "experiment.method") -> BaseModel:
         try:
@@ -103,15 +151,15 @@ class Method(nn.Module):
             raise UserError(format_validation_error(err, where, cls.Params)) from None
 
     @classmethod
-    def change_epochs(cls, params: BaseModel) -> list[int]:
-        """Epochs where the method changes behaviour (DRW switch...), for ASHA's grace period."""
-        return [v for k, v in params.model_dump().items() if k.endswith("_epoch") and isinstance(v, int)]
+    def plan(cls, params: Any, optim: OptimSpec) -> Plan:
+        """One stage of ``optim.epochs``; no switch, no schedule value, no named loss."""
+        return Plan(stages=(Stage("main", optim.epochs, optim),))
 
     # ---------------------------------------------------------------- protocol defaults
-    def stages(self) -> list[Stage]:
-        return [Stage("main", self.ctx.optim.epochs, self.ctx.optim)]
+    def stages(self) -> tuple[Stage, ...]:
+        return self.plan(self.params, self.ctx.optim).stages
 
-    def begin_stage(self, stage: Stage) -> None:
+    def begin_stage(self, stage: Stage, train: TrainSet) -> None:
         pass
 
     def stage_reuse(self, stage: Stage) -> StageReuse | None:
@@ -127,7 +175,7 @@ class Method(nn.Module):
     def on_epoch_start(self, epoch: int, progress: float) -> None:
         pass
 
-    def on_epoch_end(self, epoch: int, val_report: Any) -> None:
+    def on_epoch_end(self, epoch: int, stats: TrainStats | None) -> None:
         pass
 
     def schedule_values(self, progress: float) -> dict[str, float]:
@@ -158,3 +206,12 @@ def check_step_output(out: Any, method: str) -> dict[str, Any]:
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         raise TypeError(f"method {method!r}: training_step's 'loss' must be a scalar tensor")
     return out
+
+
+def check_schedules(values: dict[str, float], plan: Plan, method: str) -> dict[str, float]:
+    """``schedule_values`` may only record what ``plan().schedules`` declares (they are Parquet columns)."""
+    undeclared = sorted(set(values) - set(plan.schedules))
+    if undeclared:
+        raise TypeError(f"method {method!r}: schedule_values returned {undeclared}, which plan().schedules "
+                        f"does not declare ({list(plan.schedules)})")
+    return values

@@ -32,10 +32,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import ltsearch.data.samplers  # noqa: F401  (registers the samplers named by rebal_sampler)
-from ltsearch.methods.base import Method, MethodContext, Stream
+from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream
 from ltsearch.models import NormedLinear, head_weight, make_head
 from ltsearch.registry import METHODS, SAMPLERS
 from ltsearch.schedules import build_schedule
+from ltsearch.spec import OptimSpec
 
 
 class BBNParams(BaseModel):
@@ -80,6 +81,10 @@ class BBN(Method):
         self._stochastic = params.adaptor == "beta"
         self.adaptor = self._build_adaptor(0)
         self._alpha_sum, self._alpha_n = 0.0, 0
+
+    @classmethod
+    def plan(cls, params: BBNParams, optim: OptimSpec) -> Plan:
+        return Plan((Stage("main", optim.epochs, optim),), schedules=("alpha",))
 
     def _build_adaptor(self, epoch: int):
         """The α schedule; a stochastic one is re-seeded from (seed, epoch) every epoch, so a trial

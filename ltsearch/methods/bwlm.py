@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ltsearch.data.samplers import Sampler
 from ltsearch.losses import build_loss
 from ltsearch.methods.base import MethodContext, Stream
+from ltsearch.methods.base import TrainSet
 from ltsearch.methods.two_stage import REPRESENTATION, TwoStage, TwoStageParams, reinit_head
 from ltsearch.registry import METHODS, SAMPLERS
 
@@ -126,7 +127,7 @@ class BWLM(TwoStage):
             return {"main": Stream(sampler="bwlm_head")}
         return super().streams(epoch)
 
-    def setup_classifier(self) -> None:
+    def setup_classifier(self, train: TrainSet) -> None:
         reinit_head(self.net.classifier, self.ctx.seed + 1)  # Eq. 4: a new FC layer
         self.net.classifier.requires_grad_(True)
 

@@ -15,6 +15,7 @@ import torch
 
 from ltsearch.losses import build_loss
 from ltsearch.methods.base import MethodContext
+from ltsearch.methods.base import TrainSet
 from ltsearch.methods.two_stage import REPRESENTATION, TwoStage, TwoStageParams, reinit_head
 from ltsearch.registry import METHODS
 
@@ -28,7 +29,7 @@ class CRT(TwoStage):
         super().__init__(params, ctx)
         self.loss_fn = build_loss("ce", ctx.class_counts)
 
-    def setup_classifier(self) -> None:
+    def setup_classifier(self, train: TrainSet) -> None:
         reinit_head(self.net.classifier, self.ctx.seed + 1)
         self.net.classifier.requires_grad_(True)
 

@@ -32,9 +32,13 @@ Generator (AFG). Choices where the paper is silent or ambiguous:
   epoch): meant for CIFAR-scale features (D = 64); 2048-d ImageNet features would need a low-rank
   or diagonal covariance.
 - Adaptive β (one per tail class, start ``beta_init`` = 0.6, §5.1; §5.3 says 0.4): after each
-  stage-2 epoch, a tail class whose validation accuracy rose since the previous epoch gets
-  β += ``beta_step``, one whose accuracy fell gets β −= ``beta_step``, clipped to [0, 1]. The paper
-  states only the direction ("more confident → increase β"), not the step or the reference.
+  stage-2 epoch, a tail class whose accuracy rose since the previous epoch gets β += ``beta_step``,
+  one whose accuracy fell gets β −= ``beta_step``, clipped to [0, 1]. The paper states only the
+  direction ("more confident → increase β"), not the step or the reference, and reads the
+  accuracy on a validation set. ltsearch's validation split only selects configurations (it would
+  stop being an honest selection metric if it steered training), so the accuracy here is that of
+  the epoch's training predictions on the *real* samples (the frozen features of the training
+  images, not the generated ones).
 - KD (Eq. 11): loss = CE + α·KL(softmax(h₁(f)/T) ‖ softmax(h₂(x̂)/T))·T² over the *real* head-class
   samples of the batch (the teacher h₁, the stage-1 classifier, reads untransformed features, which
   generated samples do not have); α follows the GraLoss schedule over stage-2 progress ("the α in
@@ -42,7 +46,7 @@ Generator (AFG). Choices where the paper is silent or ambiguous:
 
 Table 7's components switch with ``graloss`` (false: CE in stage 1), ``afg`` (false: no generated
 features), ``adaptive_beta`` (false: β stays ``beta_init``) and ``kd``; the "stage one only" rows
-are ``stage2_epochs: 0`` with the stage-1 classifier, i.e. read the stage-1 records.
+are ``stage2_epochs: 0``: stage 2 never begins and the stage-1 network (its classifier h₁) is tested.
 """
 
 from __future__ import annotations
@@ -56,10 +60,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from ltsearch.losses import build_loss
-from ltsearch.methods.base import MethodContext, Stage
+from ltsearch.methods.base import MethodContext, Stage, TrainSet, TrainStats
 from ltsearch.methods.two_stage import CLASSIFIER, REPRESENTATION, TwoStage, TwoStageParams, reinit_head
 from ltsearch.registry import METHODS
 from ltsearch.schedules import gra as gra_schedule
+from ltsearch.spec import epochs_field
 
 
 class GlagParams(TwoStageParams):
@@ -78,7 +83,7 @@ class GlagParams(TwoStageParams):
     tukey_lambda: float = Field(0.5, ge=0)
     head_threshold: int = Field(100, ge=0)
     kd_temperature: float = Field(1.0, gt=0)
-    stage2_epochs: int = Field(40, ge=0)
+    stage2_epochs: int = epochs_field(40)
     stage2_sampler: str = "instance"
 
 
@@ -145,6 +150,7 @@ def sample_gaussians(mean: torch.Tensor, cov: torch.Tensor, n: torch.Tensor, g: 
 class GLAG(TwoStage):
     Params: ClassVar[type[BaseModel]] = GlagParams
     name = "glag"
+    schedules = ("gra_strength", "kd_on")
 
     def __init__(self, params: GlagParams, ctx: MethodContext):
         super().__init__(params, ctx)
@@ -172,18 +178,18 @@ class GLAG(TwoStage):
             ident.update(s=p.gra_s, c=p.gra_c, form=p.gra_form)
         return ident
 
-    def begin_stage(self, stage: Stage) -> None:
+    def begin_stage(self, stage: Stage, train: TrainSet) -> None:
         self._batch = stage.optim.batch_size
-        super().begin_stage(stage)
+        super().begin_stage(stage, train)
 
-    def setup_classifier(self) -> None:
+    def setup_classifier(self, train: TrainSet) -> None:
         reinit_head(self.head2, self.ctx.seed + 1)
         self.head2.requires_grad_(True)
         with torch.no_grad():
             self.beta.fill_(self.params.beta_init)
             self.prev_acc.fill_(math.nan)
         if self.params.afg:
-            feats, y = self.train_features()
+            feats, y = self.train_features(train)
             xh = tukey(feats, self.params.tukey_lambda)
             mu, cov = class_stats(xh, y, self.ctx.num_classes)
             self._stats = (xh, y, mu, cov)
@@ -235,10 +241,10 @@ class GLAG(TwoStage):
             steps = max(math.ceil(sum(self.ctx.class_counts) / self._batch), 1)
             self._chunk, self._cursor = math.ceil(len(self._pool[0]) / steps), 0
 
-    def on_epoch_end(self, epoch: int, val_report: Any) -> None:
-        if self.stage != CLASSIFIER or not (self.params.afg and self.params.adaptive_beta):
+    def on_epoch_end(self, epoch: int, stats: TrainStats | None) -> None:
+        if self.stage != CLASSIFIER or not (self.params.afg and self.params.adaptive_beta) or stats is None:
             return
-        acc = val_report.per_class_acc.to(self.beta.device, self.beta.dtype)
+        acc = stats.per_class_acc.to(self.beta.device, self.beta.dtype)
         with torch.no_grad():
             self.beta.copy_(adapt_beta(self.beta, acc, self.prev_acc, ~self.is_head, self.params.beta_step))
             self.prev_acc.copy_(acc)
@@ -268,7 +274,7 @@ class GLAG(TwoStage):
             xs, ys = torch.cat([xs, gen[0].to(xs.dtype)]), torch.cat([y, gen[1]])
         logits = self.head2(xs)
         ce = F.cross_entropy(logits, ys)
-        out: dict[str, Any] = {"loss": ce}
+        out: dict[str, Any] = {"loss": ce, "logits": logits[: len(y)].detach()}  # real samples: adaptive β
         head = self.is_head[y]
         if self.kd_alpha > 0 and bool(head.any()):
             t = self.params.kd_temperature
@@ -276,7 +282,7 @@ class GLAG(TwoStage):
                 teacher = F.softmax(self.net.classifier(f[head]) / t, dim=1)
             student = F.log_softmax(logits[: len(y)][head] / t, dim=1)
             kd = F.kl_div(student, teacher, reduction="batchmean") * t * t
-            out = {"loss": ce + self.kd_alpha * kd, "kd": kd.detach()}  # a tensor: no host sync per step
+            out.update(loss=ce + self.kd_alpha * kd, kd=kd.detach())  # tensors: no host sync per step
         return out
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,11 +31,12 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, check_loss_params
-from ltsearch.methods.base import Method, MethodContext
+from ltsearch.methods.base import Method, MethodContext, Plan, Stage, TrainStats
 from ltsearch.methods.bbn import fresh_head
 from ltsearch.models import NormedLinear, head_weight
 from ltsearch.registry import LOSSES, METHODS
 from ltsearch.schedules import build_schedule
+from ltsearch.spec import OptimSpec
 
 
 class HRDCParams(BaseModel):
@@ -73,11 +74,16 @@ class HRDC(Method):
                                      **params.rebal_loss_params)
         self.alpha = build_schedule(params.strategy, where="experiment.method.strategy", **params.strategy_params)
 
+    @classmethod
+    def plan(cls, params: HRDCParams, optim: OptimSpec) -> Plan:
+        return Plan((Stage("main", optim.epochs, optim),), schedules=("alpha",), loss=params.rebal_loss)
+
     def on_epoch_start(self, epoch: int, progress: float) -> None:
         self.rebal_loss.set_progress(progress)
 
-    def on_epoch_end(self, epoch: int, val_report: Any) -> None:
-        self.rebal_loss.update(val_report.per_class_acc)
+    def on_epoch_end(self, epoch: int, stats: TrainStats | None) -> None:
+        if stats is not None:  # a re-weighting loss that weights classes by their training accuracy
+            self.rebal_loss.update(stats.per_class_acc)
 
     def schedule_values(self, progress: float) -> dict[str, float]:
         return {"alpha": float(self.alpha(progress))}
@@ -86,8 +92,10 @@ class HRDC(Method):
         x, y = batch["main"]["weak"], batch["main"]["y"]
         f = self.net.features(x)
         alpha = float(self.alpha(progress))
-        loss = alpha * F.cross_entropy(self.net.classifier(f), y) + (1.0 - alpha) * self.rebal_loss(self.classifier_r(f), y)
-        return {"loss": loss}
+        z_c, z_r = self.net.classifier(f), self.classifier_r(f)
+        loss = alpha * F.cross_entropy(z_c, y) + (1.0 - alpha) * self.rebal_loss(z_r, y)
+        w_c, w_r = self.params.fusion_weights()
+        return {"loss": loss, "logits": (w_c * z_c + w_r * z_r).detach()}  # the fused prediction, as at inference
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         f = self.net.features(x)

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from ltsearch.losses import build_loss
-from ltsearch.methods.base import MethodContext, Stage
+from ltsearch.methods.base import MethodContext, Stage, TrainSet
 from ltsearch.methods.two_stage import REPRESENTATION, TwoStage, TwoStageParams
 from ltsearch.registry import METHODS
 
@@ -30,7 +30,7 @@ class LWS(TwoStage):
         self.loss_fn = build_loss("ce", ctx.class_counts)
         self.scales = nn.Parameter(torch.ones(ctx.num_classes), requires_grad=False)
 
-    def setup_classifier(self) -> None:
+    def setup_classifier(self, train: TrainSet) -> None:
         with torch.no_grad():
             self.scales.fill_(1.0)
         self.scales.requires_grad_(True)

@@ -6,27 +6,44 @@ branch is ``net`` (the standard augmentation, view ``weak``), the strong branch 
 view (colour distortion p=0.8, grayscale p=0.2, blur p=0.5). ``share_neck: true`` shares the whole
 backbone and keeps only two classifiers.
 
-Loss (Sec. 2.1), with P = softmax of each branch's logits:
+Loss (Sec. 2.1), with P = softmax of each branch's logits and KL = KL(P_s ‖ P_w), a batch mean:
 
-    L = λ · (L_cls(y, P_s) + L_cls(y, P_w)) − (1 − λ) · min(KL(P_s ‖ P_w), kl_max)
+    kl_sign: maximize (default)   L = λ · (L_cls(y, P_s) + L_cls(y, P_w)) − (1 − λ) · min(KL, kl_max)
+    kl_sign: literal              L = λ · (L_cls(y, P_s) + L_cls(y, P_w)) + (1 − λ) · KL
 
-The paper *maximises* L_diff = KL(P_s ‖ P_w), so it enters the minimised loss with a negative sign.
-−KL is unbounded below (large logits can make the branches arbitrarily different), and with
-0-based progress λ = 0 in the first epoch, so we cap the KL at ``kl_max`` (default: log C, the
-entropy of the uniform distribution): once the branches differ by that much the term stops pushing
-(zero gradient). Set ``kl_max`` very large to recover the unbounded term. The KL is a batch mean.
+The text says the KL is *maximised* ("we maximize the KL divergence", "enlarge the difference
+between branches", "amplify the differences"); the printed equation adds it to the minimised loss,
+which would make the branches agree. We follow the text (three statements against one sign) and
+keep the equation as ``kl_sign: literal``. −KL has no lower bound (logits can make the branches
+arbitrarily different), so the maximised term is capped: ``kl_max`` (default ``log_c`` = log C, the
+entropy of the uniform distribution; a number; or ``null`` for no cap, which can diverge). The
+paper's numbers cannot tell the readings apart: its only KL ablation (Table 6) varies γ, and
+γ = 0 (no KL term) is 0.9 points below γ = 1 under either sign.
 
-λ (Sec. 2.2, D2C) = (E_curr / E_total)^γ from ``lambda_schedule`` (``d2c`` with ``gamma``; any
-other schedule takes ``lambda_params``), at p = epoch / epochs with 0-based epochs: λ = 0 in the
-first epoch and (E−1)/E in the last; γ = 0 gives λ = 1 (the "constant" row of Table 6).
+λ (Sec. 2.2, D2C) = (E_curr / E_total)^γ from ``lambda_schedule`` (``d2c`` with ``gamma``; any other
+schedule takes ``lambda_params``). E_curr counts epochs from ``e_curr_start`` (default 1: "the
+current epoch" of a 200-epoch run is 1 … 200, so λ = 1/200 in the first epoch and 1 in the last; with
+0 the first epoch would train on the KL term alone, λ = 0); γ = 0 gives λ = 1 (Table 6's "constant").
 
 L_cls: LDAM (``max_m``, ``s``) on a cosine head, with deferred re-weighting (class-balanced,
-``drw_beta``) from ``drw_epoch``; from ``hl_epoch`` on, the hard-aware loss (``ltsearch.losses.
-hard_aware``): CE weighted by w̃^c · w^c, w^c class-balanced (``hl_beta``), w̃ updated after every
-epoch (from epoch 0, so the momentum average is warm at the switch) from the per-class accuracy on
-the validation split: w̃_{e+1} = m · w̃_e + 1 / max(acc_e, ``hl_eps``), m = ``hl_momentum``; the
-loss is a plain batch mean as in the paper, so its scale grows like 1/((1 − m)·acc) —
-``hl_normalize: true`` divides w̃ by its class mean.
+``drw_beta``) from ``drw_epoch``; from ``hl_epoch`` on (the paper: the last 40 of 200 epochs), the
+hard-aware loss (``ltsearch.losses.hard_aware``): CE weighted by w̃^c · w^c, w^c class-balanced
+(``hl_beta``), w̃_{e+1} = m · w̃_e + 1 / max(acc_e, ``hl_eps``), m = ``hl_momentum``.
+
+- acc_e is the per-class accuracy of the epoch's *training* predictions (the mean of the two
+  branches' softmax, each on its own view): validation only selects configurations, it never
+  trains them (an earlier version read the validation split, which let validation labels steer
+  training and made val accuracy optimistic).
+- Accumulation starts at the switch (``hl_accumulate: switch``, the paper's "in the final stage of
+  training"): w̃ = 0 until the end of epoch ``hl_epoch`` − 1, whose training accuracy gives the first
+  hard-aware epoch w̃ = 1/acc; every hard-aware epoch then updates it for the next.
+  ``hl_accumulate: always`` accumulates from epoch 0 (so w̃ carries ~1/(1 − m) epochs of history
+  into the switch).
+- Scale (``hl_reduction``): ``weighted`` (default) divides by Σ w̃·w over the batch, as DRW's
+  weighted cross-entropy does, so the loss keeps LDAM-DRW's scale at the switch; ``mean`` is the
+  paper's plain 1/M mean, whose scale follows w̃·w (on Fashion-MNIST-LT IF100 it made the loss jump
+  from ~2 to ~60 at the switch, with the learning rate falling at the same time; docs/results has
+  the comparison that chose the default).
 The hard-aware loss, the KL and inference use the head's logits times ``s`` when the head is
 normed (cosine logits in [−1, 1] would make softmax nearly uniform), as LDAM does.
 
@@ -46,11 +63,12 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, class_balanced_weights
-from ltsearch.methods.base import Method, MethodContext, Stream
+from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream, TrainStats, present
 from ltsearch.methods.bbn import fresh_head
 from ltsearch.models import NormedLinear
 from ltsearch.registry import METHODS
 from ltsearch.schedules import build_schedule
+from ltsearch.spec import OptimSpec, switch_field
 
 
 class SDNHLParams(BaseModel):
@@ -58,13 +76,17 @@ class SDNHLParams(BaseModel):
     lambda_schedule: str = "d2c"
     gamma: float = Field(1.0, ge=0)
     lambda_params: dict[str, Any] = {}
-    kl_max: float | None = Field(None, gt=0)
-    hl_epoch: int | None = Field(160, ge=0)
+    e_curr_start: Literal[0, 1] = 1
+    kl_sign: Literal["maximize", "literal"] = "maximize"
+    kl_max: float | Literal["log_c"] | None = "log_c"
+    hl_epoch: int | None = switch_field(160, ge=0)
     hl_momentum: float = Field(0.9, ge=0, lt=1)
     hl_beta: float = Field(0.9999, ge=0, lt=1)
     hl_eps: float = Field(0.01, gt=0, le=1)
+    hl_accumulate: Literal["switch", "always"] = "switch"
+    hl_reduction: Literal["weighted", "mean"] = "weighted"
     hl_normalize: bool = False
-    drw_epoch: int | None = Field(160, ge=0)
+    drw_epoch: int | None = switch_field(160, ge=0)
     drw_beta: float = Field(0.9999, ge=0, lt=1)
     max_m: float = Field(0.5, gt=0)
     s: float = Field(30.0, gt=0)
@@ -73,6 +95,8 @@ class SDNHLParams(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "SDNHLParams":
+        if isinstance(self.kl_max, float) and self.kl_max <= 0:
+            raise ValueError("kl_max must be > 0, log_c or null (no cap)")
         build_schedule(self.lambda_schedule, where="experiment.method.lambda_schedule", **self.schedule_params())
         return self
 
@@ -86,9 +110,12 @@ def kl_divergence(logits_s: torch.Tensor, logits_w: torch.Tensor) -> torch.Tenso
     return (log_s.exp() * (log_s - log_w)).sum(1).mean()
 
 
-def sdn_loss(cls_s: torch.Tensor, cls_w: torch.Tensor, kl: torch.Tensor, lam: float, kl_max: float) -> torch.Tensor:
-    """λ · (L_cls,s + L_cls,w) − (1 − λ) · min(KL, kl_max)."""
-    return lam * (cls_s + cls_w) - (1.0 - lam) * kl.clamp(max=kl_max)
+def sdn_loss(cls_s: torch.Tensor, cls_w: torch.Tensor, kl: torch.Tensor, lam: float, kl_max: float | None,
+             kl_sign: str = "maximize") -> torch.Tensor:
+    """λ · (L_cls,s + L_cls,w) − (1 − λ) · min(KL, kl_max) (maximize), or + (1 − λ) · KL (literal)."""
+    if kl_sign == "literal":
+        return lam * (cls_s + cls_w) + (1.0 - lam) * kl
+    return lam * (cls_s + cls_w) - (1.0 - lam) * (kl if kl_max is None else kl.clamp(max=kl_max))
 
 
 @METHODS.register("sdnhl")
@@ -102,18 +129,28 @@ class SDNHL(Method):
         self.neck_s = self.net.neck if params.share_neck else copy.deepcopy(self.net.neck)
         self.classifier_s = fresh_head(self.net.classifier, self.net.feat_dim, ctx.num_classes)
         self.scale = params.s if isinstance(self.net.classifier, NormedLinear) else 1.0
-        self.kl_max = params.kl_max if params.kl_max is not None else math.log(ctx.num_classes)
+        self.kl_max = math.log(ctx.num_classes) if params.kl_max == "log_c" else params.kl_max
         where = "experiment.method"
         self.ldam = build_loss("ldam", ctx.class_counts, where=where, max_m=params.max_m, s=params.s)
         self.hl = build_loss("hard_aware", ctx.class_counts, where=where, momentum=params.hl_momentum,
-                             beta=params.hl_beta, eps=params.hl_eps, normalize=params.hl_normalize)
+                             beta=params.hl_beta, eps=params.hl_eps, init=0.0, normalize=params.hl_normalize,
+                             reduction=params.hl_reduction)
         self.register_buffer("drw_weights", class_balanced_weights(ctx.class_counts, params.drw_beta))
         self.lam = build_schedule(params.lambda_schedule, where="experiment.method.lambda_schedule",
                                   **params.schedule_params())
         self._hl_on = False
 
+    @classmethod
+    def plan(cls, params: SDNHLParams, optim: OptimSpec) -> Plan:
+        return Plan((Stage("main", optim.epochs, optim),), switches=present(params.drw_epoch, params.hl_epoch),
+                    schedules=("lambda", "hl_on", "drw_on"))
+
     def streams(self, epoch: int) -> dict[str, Stream]:
         return {"main": Stream("instance", views=("weak", "strong"))}
+
+    def lambda_at(self, progress: float) -> float:
+        """λ = (E_curr / E_total)^γ with E_curr counted from ``e_curr_start``."""
+        return float(self.lam(progress + self.params.e_curr_start / self.ctx.optim.epochs))
 
     def on_epoch_start(self, epoch: int, progress: float) -> None:
         p = self.params
@@ -121,11 +158,15 @@ class SDNHL(Method):
         self.ldam.set_weight(self.drw_weights if drw else None)
         self._hl_on = p.hl_epoch is not None and epoch >= p.hl_epoch
 
-    def on_epoch_end(self, epoch: int, val_report: Any) -> None:
-        self.hl.update(val_report.per_class_acc)
+    def on_epoch_end(self, epoch: int, stats: TrainStats | None) -> None:
+        p = self.params
+        if p.hl_epoch is None or stats is None:
+            return
+        if p.hl_accumulate == "always" or epoch + 1 >= p.hl_epoch:  # from the last epoch before the switch
+            self.hl.update(stats.per_class_acc)
 
     def schedule_values(self, progress: float) -> dict[str, float]:
-        return {"lambda": float(self.lam(progress)), "hl_on": float(self._hl_on),
+        return {"lambda": self.lambda_at(progress), "hl_on": float(self._hl_on),
                 "drw_on": float(self.ldam.weight is not None and not self._hl_on)}
 
     def branch_logits(self, x_s: torch.Tensor, x_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,8 +183,11 @@ class SDNHL(Method):
         y = main["y"]
         z_s, z_w = self.branch_logits(main["strong"], main["weak"])
         kl = kl_divergence(self.scale * z_s, self.scale * z_w)
-        loss = sdn_loss(self.cls_loss(z_s, y), self.cls_loss(z_w, y), kl, float(self.lam(progress)), self.kl_max)
-        return {"loss": loss, "kl": kl.detach()}  # a tensor: no host sync per step
+        loss = sdn_loss(self.cls_loss(z_s, y), self.cls_loss(z_w, y), kl, self.lambda_at(progress), self.kl_max,
+                        self.params.kl_sign)
+        with torch.no_grad():  # the training prediction whose per-class accuracy drives w̃
+            logits = ((F.softmax(self.scale * z_s, dim=1) + F.softmax(self.scale * z_w, dim=1)) / 2).log()
+        return {"loss": loss, "kl": kl.detach(), "logits": logits}  # tensors: no host sync per step
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         h = self.net.body(x)

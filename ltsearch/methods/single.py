@@ -16,17 +16,18 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, check_loss_params, class_balanced_weights
-from ltsearch.methods.base import Method, MethodContext, Stream
+from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream, TrainStats, present
 from ltsearch.registry import METHODS, SAMPLERS
+from ltsearch.spec import OptimSpec, switch_field
 
 
 class SingleParams(BaseModel):
     model_config = ConfigDict(extra="allow")
     loss: str = "ce"
     sampler: str = "instance"
-    drw_epoch: int | None = Field(None, ge=0)
+    drw_epoch: int | None = switch_field(None, ge=0)
     drw_beta: float = Field(0.9999, ge=0, lt=1)
-    drs_epoch: int | None = Field(None, ge=0)
+    drs_epoch: int | None = switch_field(None, ge=0)
     drs_sampler: str = "class_balanced"
     mixup_alpha: float = Field(0.0, ge=0)
     posthoc_tau: float = 0.0
@@ -56,8 +57,13 @@ class Single(Method):
         self.register_buffer("log_prior", (prior / prior.sum()).log())
         self.register_buffer("drw_weights", class_balanced_weights(ctx.class_counts, params.drw_beta))
         self._own_weight = None if self.loss_fn.weight is None else self.loss_fn.weight.clone()
-        self._drw_on = False
-        self._mix_gen = torch.Generator().manual_seed(ctx.seed + 7)
+        self._drw_on = self._drs_on = False
+        self._mix_gen = torch.Generator()
+
+    @classmethod
+    def plan(cls, params: SingleParams, optim: OptimSpec) -> Plan:
+        return Plan((Stage("main", optim.epochs, optim),), switches=present(params.drw_epoch, params.drs_epoch),
+                    schedules=("drw_on", "drs_on"), loss=params.loss)
 
     def streams(self, epoch: int) -> dict[str, Stream]:
         p = self.params
@@ -70,27 +76,28 @@ class Single(Method):
 
     def on_epoch_start(self, epoch: int, progress: float) -> None:
         self._drw_on = self.drw_on(epoch)
+        self._drs_on = self.params.drs_epoch is not None and epoch >= self.params.drs_epoch
+        self._mix_gen.manual_seed(self.ctx.seed * 1_000_003 + 7 + epoch)  # per epoch: a resumed trial draws the same
         if self.params.drw_epoch is not None:  # without DRW, keep the loss's own weight (if any)
             self.loss_fn.set_weight(self.drw_weights if self._drw_on else self._own_weight)
         self.loss_fn.set_progress(progress)
 
-    def on_epoch_end(self, epoch: int, val_report: Any) -> None:
-        self.loss_fn.update(val_report.per_class_acc)
+    def on_epoch_end(self, epoch: int, stats: TrainStats | None) -> None:
+        if stats is not None:  # losses that weight classes by their (training) accuracy
+            self.loss_fn.update(stats.per_class_acc)
 
     def schedule_values(self, progress: float) -> dict[str, float]:
-        return {"drw_on": float(self._drw_on)}
+        return {"drw_on": float(self._drw_on), "drs_on": float(self._drs_on)}
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         x, y = batch["main"]["weak"], batch["main"]["y"]
-        if self.params.mixup_alpha > 0:
+        if self.params.mixup_alpha > 0:  # no training accuracy: a mixed image has two labels
             lam = float(torch.distributions.Beta(self.params.mixup_alpha, self.params.mixup_alpha).sample())
             perm = torch.randperm(x.shape[0], generator=self._mix_gen).to(x.device, non_blocking=True)
             logits = self.net(lam * x + (1 - lam) * x[perm])
-            loss = lam * self.loss_fn(logits, y) + (1 - lam) * self.loss_fn(logits, y[perm])
-        else:
-            logits = self.net(x)
-            loss = self.loss_fn(logits, y)
-        return {"loss": loss}
+            return {"loss": lam * self.loss_fn(logits, y) + (1 - lam) * self.loss_fn(logits, y[perm])}
+        logits = self.net(x)
+        return {"loss": self.loss_fn(logits, y), "logits": logits.detach()}
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.net(x)

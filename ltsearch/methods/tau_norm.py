@@ -17,17 +17,18 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from ltsearch.losses import build_loss
-from ltsearch.methods.base import MethodContext
+from ltsearch.methods.base import MethodContext, TrainSet
 from ltsearch.methods.two_stage import CLASSIFIER, REPRESENTATION, TwoStage, TwoStageParams
 from ltsearch.models.heads import head_weight
 from ltsearch.registry import METHODS
+from ltsearch.spec import epochs_field
 
 
 class TauNormParams(TwoStageParams):
     model_config = ConfigDict(extra="forbid")
     tau: float = Field(1.0, ge=0)
     keep_bias: bool = False
-    stage2_epochs: int = Field(0, ge=0, le=0)
+    stage2_epochs: int = epochs_field(0, le=0)
 
 
 def tau_normalised(weight: torch.Tensor, tau: float) -> torch.Tensor:
@@ -39,13 +40,14 @@ def tau_normalised(weight: torch.Tensor, tau: float) -> torch.Tensor:
 class TauNorm(TwoStage):
     Params: ClassVar[type[BaseModel]] = TauNormParams
     name = "tau_norm"
+    posthoc_stage2 = True
 
     def __init__(self, params: TauNormParams, ctx: MethodContext):
         super().__init__(params, ctx)
         self.loss_fn = build_loss("ce", ctx.class_counts)
 
-    def setup_classifier(self) -> None:
-        pass  # post-hoc: nothing to train
+    def setup_classifier(self, train: TrainSet) -> None:
+        pass  # post-hoc: predict() rescales the stage-1 classifier from here on
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         if self.stage == REPRESENTATION:

@@ -13,6 +13,10 @@ Parameters (all methods): ``stage2_epochs``, ``stage2_lr`` / ``stage2_batch_size
 ``stage2_weight_decay`` / ``stage2_momentum`` (None: the spec's ``optim`` value), ``stage2_warmup``
 (0), ``stage2_lr_schedule`` (cosine, no milestones), ``stage1_sampler`` (instance),
 ``stage2_sampler``, ``stage1_from``.
+
+``stage2_epochs: 0`` skips stage 2 entirely (the loop never begins it): the trial reports the
+stage-1 network as it is, its own classifier included (GLAG's "stage one only" rows). τ-norm's
+stage 2 is post-hoc (``posthoc_stage2``): it has no epochs and still runs.
 """
 
 from __future__ import annotations
@@ -24,22 +28,22 @@ import torch
 import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ltsearch.methods.base import Method, MethodContext, Stage, StageReuse, Stream
+from ltsearch.methods.base import Method, MethodContext, Plan, Stage, StageReuse, Stream, TrainSet
 from ltsearch.models.heads import NormedLinear
 from ltsearch.registry import SAMPLERS
-from ltsearch.spec import OptimSpec
+from ltsearch.spec import OptimSpec, epochs_field
 
 REPRESENTATION, CLASSIFIER = "representation", "classifier"
 
 
 class TwoStageParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stage2_epochs: int = Field(10, ge=0)
+    stage2_epochs: int = epochs_field(10)
     stage2_lr: float | None = Field(None, gt=0)
     stage2_batch_size: int | None = Field(None, ge=1)
     stage2_weight_decay: float | None = Field(None, ge=0)
     stage2_momentum: float | None = Field(None, ge=0, lt=1)
-    stage2_warmup: int = Field(0, ge=0)
+    stage2_warmup: int = epochs_field(0)
     stage2_lr_schedule: Literal["step", "cosine", "constant"] = "cosine"
     stage1_sampler: str = "instance"
     stage2_sampler: str = "class_balanced"
@@ -85,6 +89,8 @@ class TwoStage(Method):
 
     Params: ClassVar[type[BaseModel]] = TwoStageParams
     stage1_loss_name: ClassVar[str] = "ce"
+    posthoc_stage2: ClassVar[bool] = False  # stage 2 adjusts the model without training (τ-norm)
+    schedules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: TwoStageParams, ctx: MethodContext):
         super().__init__(params, ctx)
@@ -92,20 +98,23 @@ class TwoStage(Method):
         self.stage = REPRESENTATION
 
     # ---------------------------------------------------------------- stages
-    def stages(self) -> list[Stage]:
-        return [Stage(REPRESENTATION, self.ctx.optim.epochs, self.ctx.optim),
-                Stage(CLASSIFIER, self.params.stage2_epochs, stage2_optim(self.ctx.optim, self.params))]
+    @classmethod
+    def plan(cls, params: TwoStageParams, optim: OptimSpec) -> Plan:
+        """Stage 1 with the spec's optimiser, stage 2 with its own; behaviour changes at stage 2."""
+        stage2 = Stage(CLASSIFIER, params.stage2_epochs, stage2_optim(optim, params), posthoc=cls.posthoc_stage2)
+        return Plan((Stage(REPRESENTATION, optim.epochs, optim), stage2), switches=(optim.epochs,),
+                    schedules=cls.schedules)
 
-    def begin_stage(self, stage: Stage) -> None:
+    def begin_stage(self, stage: Stage, train: TrainSet) -> None:
         self.stage = stage.name
         if stage.name == CLASSIFIER:
             for module in (self.net.body, self.net.neck):
                 module.requires_grad_(False)
             self.net.classifier.requires_grad_(False)
-            self.setup_classifier()
+            self.setup_classifier(train)
             self.train(self.training)
 
-    def setup_classifier(self) -> None:
+    def setup_classifier(self, train: TrainSet) -> None:
         """Stage 2 starts: make the trainable classifier part (its parameters require grad)."""
         raise NotImplementedError
 
@@ -136,19 +145,15 @@ class TwoStage(Method):
             return self.net.features(x)
 
     @torch.no_grad()
-    def train_features(self, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and labels of the whole (un-augmented) training set, from the frozen backbone.
-        The loop puts its ``Batches`` in ``ctx.extra["train_batches"]``."""
-        b = self.ctx.extra.get("train_batches")
-        if b is None:
-            raise RuntimeError(f"method {self.name!r} needs ctx.extra['train_batches'] (set by ltsearch.train.loop)")
+    def train_features(self, train: TrainSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of the whole (un-augmented) training set, from the frozen backbone."""
         was = [m.training for m in (self.net.body, self.net.neck)]
         self.net.body.eval()
         self.net.neck.eval()
-        feats = [self.net.features(b.prepare(b.x[i:i + chunk])) for i in range(0, len(b.y), chunk)]
+        feats = [self.net.features(x) for x in train.images()]
         self.net.body.train(was[0])
         self.net.neck.train(was[1])
-        return torch.cat(feats).float(), b.y.to(feats[0].device).long()
+        return torch.cat(feats).float(), train.labels.to(feats[0].device).long()
 
     def stage1_step(self, batch: dict[str, dict[str, torch.Tensor]], loss_fn: nn.Module) -> dict[str, Any]:
         x, y = batch["main"]["weak"], batch["main"]["y"]

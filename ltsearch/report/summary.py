@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ltsearch.results.schema import SCHEDULE_COLUMNS
+from ltsearch.results.schema import schedule_columns
 
 METRICS = ("val_acc", "test_acc", "test_many", "test_medium", "test_few")
 GROUPS = (("test_many", "many"), ("test_medium", "medium"), ("test_few", "few"), ("test_acc", "overall"))
@@ -269,7 +269,7 @@ def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, configs: list[st
         return pd.DataFrame(columns=cols)
     e = e.copy()
     e["x"] = pd.concat([_epoch_x(g) for _, g in e.groupby("trial_id", sort=False)])
-    wanted = [c for c in ("val_acc", "train_loss", *SCHEDULE_COLUMNS) if c in e and e[c].notna().any()]
+    wanted = [c for c in ("val_acc", "train_loss", *schedule_columns(epochs.columns)) if c in e and e[c].notna().any()]
     parts = []
     for c in wanted:
         g = pd.to_numeric(e[c], errors="coerce").groupby([e["config"], e["x"]])

@@ -2,7 +2,8 @@
 
 ``trials``: one row per trial (ok / failed / stopped) with its searched parameters as columns
 named by dotted path (``method.gamma``), typed from the search space so every file of a run agrees.
-``epochs``: one row per trained epoch. ``per_class``: one row per class of a finished trial.
+``epochs``: one row per trained epoch, with one float column per schedule value the method's plan
+declares (``alpha``, ``lambda``, ...). ``per_class``: one row per class of a finished trial.
 Accuracies are percentages; an empty many/medium/few group is null (NaN), never 0.
 """
 
@@ -12,7 +13,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -23,19 +24,15 @@ TRIAL_FIELDS = [
     ("test_acc", _F), ("test_many", _F), ("test_medium", _F), ("test_few", _F),
     ("train_seconds", _F), ("checkpoint_rule", _S), ("tested_epoch", _I), ("subset_hash", _S),
     ("train_images", _I), ("num_classes", _I), ("config_key", _S), ("config_json", _S),
-    ("device", _S), ("workers", _I), ("ltsearch_version", _S), ("torch_version", _S), ("ray_version", _S),
+    ("device", _S), ("workers", _I), ("resumed_from", _I), ("ltsearch_version", _S), ("torch_version", _S),
+    ("ray_version", _S),
     ("git_commit", _S), ("finished_at", _S), ("schema_version", _I),
 ]
-
-# Schedule values recorded per epoch; methods report them by these names (others go to
-# ``schedules_json``). Add a name here when a method records a new one.
-SCHEDULE_COLUMNS = ("alpha", "lambda", "drw_on", "drs_on", "hl_on", "gra_strength", "kd_on")
 
 EPOCH_FIELDS = [
     ("trial_id", _S), ("stage", _S), ("epoch", _I), ("train_loss", _F), ("lr", _F), ("seconds", _F),
     ("val_acc", _F), ("val_many", _F), ("val_medium", _F), ("val_few", _F),
     ("test_acc", _F), ("test_many", _F), ("test_medium", _F), ("test_few", _F),
-    *[(name, _F) for name in SCHEDULE_COLUMNS], ("schedules_json", _S),
 ]
 
 PER_CLASS_FIELDS = [
@@ -82,8 +79,19 @@ def trials_schema(param_types: dict[str, pa.DataType] | None = None) -> pa.Schem
     return pa.schema(TRIAL_FIELDS + extra, metadata=_meta())
 
 
-def epochs_schema() -> pa.Schema:
-    return pa.schema(EPOCH_FIELDS, metadata=_meta())
+def epochs_schema(schedules: Iterable[str] = ()) -> pa.Schema:
+    """The base epoch columns plus one float column per schedule value (a method's ``plan().schedules``)."""
+    base = dict(EPOCH_FIELDS)
+    clash = sorted(set(schedules) & set(base))
+    if clash:
+        raise ValueError(f"schedule values {clash} would shadow base epoch columns")
+    return pa.schema(EPOCH_FIELDS + [(name, _F) for name in sorted(set(schedules))], metadata=_meta())
+
+
+def schedule_columns(columns: Iterable[str]) -> list[str]:
+    """The schedule-value columns among an epochs table's ``columns``."""
+    base = dict(EPOCH_FIELDS)
+    return sorted(c for c in columns if c not in base)
 
 
 def per_class_schema() -> pa.Schema:

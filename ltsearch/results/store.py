@@ -20,13 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ltsearch.results.schema import (
-    SCHEDULE_COLUMNS,
-    SCHEMA_VERSION,
-    epochs_schema,
-    per_class_schema,
-    trials_schema,
-)
+from ltsearch.results.schema import SCHEMA_VERSION, epochs_schema, per_class_schema, trials_schema
 
 DATASETS = ("trials", "epochs", "per_class")
 
@@ -67,15 +61,15 @@ class ResultStore:
         pq.write_table(table, tmp, filesystem=self.fs)
         self.fs.move(tmp, self.path(dataset, trial_id))
 
-    def write_epochs(self, trial_id: str, epochs: Iterable[dict[str, Any]]) -> None:
-        rows = []
+    def write_epochs(self, trial_id: str, epochs: Iterable[dict[str, Any]], schedules: Iterable[str] = ()) -> None:
+        """One row per epoch, one column per schedule value: those the method declares (``schedules``)
+        and any a row carries."""
+        rows, names = [], set(schedules)
         for r in epochs:
             sched = dict(r.get("schedules") or {})
-            row = {"trial_id": trial_id, **{k: v for k, v in r.items() if k != "schedules"}}
-            row.update({k: sched.get(k) for k in SCHEDULE_COLUMNS})
-            row["schedules_json"] = json.dumps(sched, sort_keys=True)
-            rows.append(row)
-        self._write("epochs", trial_id, _table(rows, epochs_schema()))
+            names.update(sched)
+            rows.append({"trial_id": trial_id, **{k: v for k, v in r.items() if k != "schedules"}, **sched})
+        self._write("epochs", trial_id, _table(rows, epochs_schema(names)))
 
     def write_trial(
         self,
@@ -84,10 +78,11 @@ class ResultStore:
         param_types: dict[str, pa.DataType],
         epochs: Iterable[dict[str, Any]] | None = None,
         per_class: Iterable[dict[str, Any]] | None = None,
+        schedules: Iterable[str] = (),
     ) -> None:
         """Write epochs and per-class rows first, the trial row last (its file marks the trial done)."""
         if epochs is not None:
-            self.write_epochs(trial_id, epochs)
+            self.write_epochs(trial_id, epochs, schedules)
         if per_class is not None:
             rows = [{"trial_id": trial_id, **r} for r in per_class]
             self._write("per_class", trial_id, _table(rows, per_class_schema()))

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from ltsearch.spec import ExperimentSpec, Spec, resolve_experiment
+from ltsearch.spec import ExperimentSpec, resolve_experiment, spec_from_json
+from ltsearch.validation import load_plugins
 from ltsearch.train.loop import DistInfo, EpochRecord, threads_for
 from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, trial_id_for
 
@@ -26,6 +27,7 @@ def _worker(cfg: dict[str, Any]) -> None:
     tctx = ray.train.get_context()
     rank, world = tctx.get_world_rank(), tctx.get_world_size()
     torch.set_num_threads(threads_for(cfg["cpus"]))
+    load_plugins(cfg["plugins"])
     exp = ExperimentSpec.model_validate_json(cfg["exp_json"])
     ctx = TrialContext(cfg["sweep"], cfg["run_dir"], cfg["param_types"], cfg["params"], world)
     tid = trial_id_for(exp)
@@ -53,7 +55,7 @@ def ddp_trainable(config: dict[str, Any], *, spec_json: str, run_dir: str, param
 
     from ltsearch.tune.trainable import split_config
 
-    spec = Spec.model_validate_json(spec_json)
+    spec = spec_from_json(spec_json)
     params = split_config(config)
     seed = params.pop("seed", spec.search.seeds[0])
     exp = resolve_experiment(spec.experiment, {**params, "seed": seed}, source="search.space")
@@ -63,7 +65,7 @@ def ddp_trainable(config: dict[str, Any], *, spec_json: str, run_dir: str, param
         _worker,
         train_loop_config={"exp_json": exp.model_dump_json(by_alias=True), "sweep": spec.name, "run_dir": run_dir,
                            "param_types": param_types, "params": params, "cpus": res.cpus_per_worker,
-                           "checkpoint_every": spec.search.checkpoint_every},
+                           "checkpoint_every": spec.search.checkpoint_every, "plugins": spec.plugins},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=res.workers, use_gpu=use_gpu,

@@ -1,11 +1,16 @@
-"""The one training loop. Methods plug in through ``ltsearch.methods.base``; Ray plugs in through
-the ``reporter`` callback (``ltsearch.tune.trainable``) and ``dist`` (``ltsearch.train.ddp``).
+"""The one training loop. Methods plug in through ``ltsearch.methods.base``; behaviour around the
+loop (periodic test, best-val weights, checkpoints, reporting) through ``ltsearch.train.callbacks``;
+Ray plugs in only from outside (``ltsearch.tune.trainable``, ``ltsearch.train.ddp``: a reporter
+and ``dist``). Nothing here imports Ray, Optuna or plotly.
 
     output = run_trial(experiment_spec)                   # no Ray, e.g. ``ltsearch train``
     output = run_trial(spec, reporter=report_to_tune)     # inside a Tune trial
 
-Data lives in memory as uint8 tensors (on the GPU when training there); each epoch, samplers draw
-index streams and batches are gathered, augmented and normalised as whole tensors.
+All the loop's state is one :class:`~ltsearch.train.state.TrainState`. A resumed trial restores it
+— the method's weights and every callback's state included — before any method hook runs, then
+re-enters its stage: ``begin_stage`` sees the checkpoint's weights (a frozen backbone's feature
+statistics are computed from the trained backbone), and the weights are loaded once more after it,
+so whatever ``begin_stage`` re-initialises is restored too.
 """
 
 from __future__ import annotations
@@ -15,42 +20,29 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 import torch
 
-from ltsearch.data import LTData, build_dataset, build_sampler
-from ltsearch.data.augment import normalize, to_float
+from ltsearch.data import LTData, build_dataset
+from ltsearch.data.batches import Batches
 from ltsearch.data.longtail import class_split_names
 from ltsearch.errors import UserError
-from ltsearch.methods import build_method, check_step_output
-from ltsearch.registry import AUGMENTS
+from ltsearch.methods import Method, Stage, TrainStats, build_method, check_schedules, check_step_output
 from ltsearch.spec import ExperimentSpec, OptimSpec
 from ltsearch.train import stage_cache as stage_cache_mod
-from ltsearch.train.fast import apply_fast, resolve_fast
+from ltsearch.train.callbacks import BestVal, Callback, PeriodicTest, Report
 from ltsearch.train.evaluate import EvalReport, evaluate
+from ltsearch.train.fast import Fast, apply_fast, resolve_fast
+from ltsearch.train.state import EpochRecord, TrainState, rng_state, set_rng_state
+
+__all__ = ["DistInfo", "EpochRecord", "NonFiniteLoss", "TrainOutput", "TrialOutput", "lr_at", "make_optimizer",
+           "run_trial", "threads_for", "train_epoch"]
 
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass
-class EpochRecord:
-    stage: str
-    epoch: int  # global, 0-based, counting across stages
-    train_loss: float
-    lr: float
-    seconds: float
-    val: dict[str, float]
-    test: dict[str, float] = field(default_factory=dict)
-    schedules: dict[str, float] = field(default_factory=dict)
-
-    def metrics(self) -> dict[str, Any]:
-        """Flat metrics for Tune: ``epoch`` is 1-based there (ASHA's time attribute)."""
-        return {"epoch": self.epoch + 1, "train_loss": self.train_loss, "lr": self.lr, **self.val, **self.test,
-                **{f"sched_{k}": v for k, v in self.schedules.items()}}
 
 
 @dataclass
@@ -59,6 +51,9 @@ class TrialOutput:
     epochs: list[EpochRecord]
     per_class: list[dict[str, Any]]
     state: dict[str, torch.Tensor] = field(default_factory=dict)  # the tested method's weights (CPU)
+
+
+TrainOutput = TrialOutput
 
 
 @dataclass
@@ -109,89 +104,169 @@ def make_optimizer(params: list[torch.nn.Parameter], optim: OptimSpec) -> torch.
     return cls(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
-class Batches:
-    """Gathers, augments and normalises batches from in-memory uint8 tensors."""
-
-    memory_format = torch.contiguous_format  # channels_last when ``experiment.fast`` says so
-
-    def __init__(self, data: LTData, device: torch.device, seed: int, dist: DistInfo):
-        self.data, self.device, self.seed, self.dist = data, device, seed, dist
-        self.x = data.train.x.to(device)
-        self.y = data.train.y.to(device)
-        self.mean = torch.tensor(data.mean, device=device)
-        self.std = torch.tensor(data.std, device=device)
-        self.counts = data.class_counts
-        self._samplers: dict[str, Any] = {}
-
-    def prepare(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        x = normalize(to_float(x_uint8.to(self.device, non_blocking=True)), self.mean, self.std)
-        return x.contiguous(memory_format=self.memory_format)
-
-    def _view(self, x_uint8: torch.Tensor, view: str, g: torch.Generator) -> torch.Tensor:
-        x = to_float(x_uint8)
-        if view == "weak":
-            x = AUGMENTS.get(self.data.augment)(x, g, self.data.pad)
-        elif view == "strong":
-            x = AUGMENTS.get("strong")(x, g, self.data.pad, weak=self.data.augment)
-        else:
-            x = AUGMENTS.get(view, where="method stream view")(x, g, self.data.pad)
-        return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
-
-    def epoch(self, streams: dict[str, Any], epoch: int, batch_size: int):
-        order: dict[str, torch.Tensor] = {}
-        for name, stream in streams.items():
-            if stream.sampler not in self._samplers:
-                self._samplers[stream.sampler] = build_sampler(stream.sampler, self.data.train.y, self.counts)
-            order[name] = self._samplers[stream.sampler].epoch_indices(
-                self.seed, epoch, self.dist.rank, self.dist.world_size).to(self.device)  # one copy per epoch, no per-step sync
-        n = min(len(o) for o in order.values())
-        per_rank = max(batch_size // self.dist.world_size, 1)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        for start in range(0, n, per_rank):
-            if n - start < 2 and start > 0:  # a batch of one breaks BatchNorm
-                break
-            batch: dict[str, dict[str, torch.Tensor]] = {}
-            for name, stream in streams.items():
-                idx = order[name][start : start + per_rank]
-                xb = self.x[idx]
-                batch[name] = {"y": self.y[idx], **{v: self._view(xb, v, g) for v in stream.views}}
-            yield batch
-
-
-def _rng_state() -> dict[str, Any]:
-    """RNG states as tensors and plain Python values (loadable with ``weights_only=True``)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-            "python": random.getstate()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in state["python"]))
-
-
-def train_epoch(step_fn: Callable[..., Any], opt: torch.optim.Optimizer, batch_iter: Any, progress: float,
-                fast: Any, dist: DistInfo, device: torch.device, method_name: str) -> float:
-    """One pass over the batches: forward (through DDP when wrapped), backward, step. The loss is
-    summed on the device (no host sync per step) and, under DDP, averaged over all ranks."""
-    loss_sum = torch.zeros((), device=device)
-    seen = 0
+def train_epoch(step_fn: Callable[..., Any], opt: torch.optim.Optimizer, batch_iter: Iterable[Any], progress: float,
+                fast: Fast, dist: DistInfo, device: torch.device, method_name: str,
+                num_classes: int = 0) -> tuple[float, TrainStats | None]:
+    """One pass over the batches: forward (through DDP when wrapped), backward, step. The loss, and
+    the per-class training accuracy of steps that return ``"logits"``, are summed on the device (no
+    host sync per step) and, under DDP, over all ranks."""
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    hits = torch.zeros(2, max(num_classes, 1), device=device, dtype=torch.float64)  # correct, seen
+    seen, with_logits = 0, False
     for batch in batch_iter:
         with fast.autocast():
             out = check_step_output(step_fn(batch, progress), method_name)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
-        n = len(next(iter(batch.values()))["y"])
-        loss_sum += out["loss"].detach() * n
-        seen += n
+        y = batch["main"]["y"] if "main" in batch else next(iter(batch.values()))["y"]
+        loss_sum += out["loss"].detach().double() * len(y)
+        seen += len(y)
+        if "logits" in out and num_classes:  # index_add_, not bincount: no host sync on a GPU
+            with_logits = True
+            hits[0].index_add_(0, y, (out["logits"].argmax(1) == y).double())
+            hits[1].index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
+    totals = torch.cat([torch.stack([loss_sum, torch.tensor(float(seen), device=device, dtype=torch.float64)]),
+                        hits.flatten()])
     if dist.world_size > 1 and torch.distributed.is_initialized():
-        totals = torch.stack([loss_sum.double(), torch.tensor(float(seen), device=device, dtype=torch.float64)])
         torch.distributed.all_reduce(totals)
-        loss_sum, seen = totals[0], int(totals[1])
-    return float(loss_sum) / max(seen, 1)
+    totals = totals.cpu()
+    correct, count = totals[2:].view(2, -1)
+    stats = None
+    if with_logits:
+        stats = TrainStats(torch.where(count > 0, correct / count.clamp_min(1), torch.nan).float(), count.long())
+    return float(totals[0]) / max(float(totals[1]), 1.0), stats
+
+
+class Loop:
+    """One trial's live objects: data on the device, the method, the evaluator, the state."""
+
+    def __init__(self, exp: ExperimentSpec, data: LTData, dist: DistInfo, callbacks: list[Callback]):
+        self.exp, self.data, self.dist = exp, data, dist
+        self.device = select_device(exp.device)
+        self.counts = data.class_counts
+        self.splits = (exp.data.splits.many, exp.data.splits.few)
+        self.method: Method = build_method(exp, self.counts, data.image_shape[0]).to(self.device)
+        self.plan = type(self.method).plan(self.method.params, exp.optim)
+        self.fast = resolve_fast(exp.fast, self.device, self.method)
+        apply_fast(self.method, self.fast)
+        self.batches = Batches(data, self.device, exp.seed, dist.rank, dist.world_size, self.fast.memory_format)
+        self.step_fn = dist.wrap(self.method) if dist.wrap else self.method
+        self.callbacks = sorted(callbacks, key=lambda c: c.priority)
+        self.state = TrainState()
+        self.opt: torch.optim.Optimizer | None = None
+
+    def evaluate(self, split: str) -> EvalReport:
+        part = self.data.val if split == "val" else self.data.test
+        self.method.eval()
+        with self.fast.autocast():
+            return evaluate(self.method.predict, self.batches.prepare, part.x, part.y, self.counts, self.splits,
+                            self.exp.eval.batch_size)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as a checkpoint holds it (``TrainState.state_dict()``)."""
+        s = self.state
+        s.method = self.method.state_dict()
+        s.optimizer = self.opt.state_dict() if self.opt is not None else None
+        s.rng = rng_state()
+        s.callbacks = {c.state_key: c.state_dict() for c in self.callbacks if c.state_key}
+        return s.state_dict()
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Everything a checkpoint holds, before any method hook runs."""
+        self.state = TrainState.from_state_dict(checkpoint)
+        self.method.load_state_dict(self.state.method)
+        for c in self.callbacks:
+            if c.state_key in self.state.callbacks:
+                c.load_state_dict(self.state.callbacks[c.state_key])
+
+    def notify(self, point: str, *args: Any) -> None:
+        for c in self.callbacks:
+            getattr(c, point)(self, *args)
+
+    def run_stage(self, index: int, stage: Stage, cache: Any) -> None:
+        """Train stage ``index`` (or the rest of it, when resumed inside it)."""
+        start = sum(s.epochs for s in self.plan.stages[:index])
+        resumed, claim = self.state.epoch > start, None
+        if stage.epochs == 0 and not stage.posthoc:  # nothing to do: keep the model as it is
+            self.state.stage = index + 1
+            return
+        self.method.begin_stage(stage, self.batches)
+        if resumed:  # begin_stage saw the checkpoint's weights; restore what it re-initialised
+            self.method.load_state_dict(self.state.method)
+        else:
+            claim = stage_cache_mod.open_stage(self.method.stage_reuse(stage), self.exp, self.data, stage, cache,
+                                               self.dist.world_size)
+            if claim is not None and claim.payload is not None:  # the stage's stored result
+                self.state.records += [EpochRecord(**r) for r in claim.restore(start)]
+                self.state.epoch, self.state.stage = start + stage.epochs, index + 1
+                return
+            self.notify("on_stage_start", stage)
+        self.opt = make_optimizer(self.method.trainable_parameters(stage), stage.optim) if stage.epochs else None
+        if resumed:  # continue exactly where the checkpoint was taken
+            if self.opt is not None and self.state.optimizer:
+                self.opt.load_state_dict(self.state.optimizer)
+            set_rng_state(self.state.rng)
+        for e in range(self.state.epoch - start, stage.epochs):
+            self.state.records.append(self.run_epoch(stage, e, start + e))
+            self.state.epoch += 1
+            self.notify("on_epoch_end", self.state.records[-1])
+        if claim is not None:
+            claim.save([asdict(r) for r in self.state.records[start:]])
+        self.state.stage = index + 1
+
+    def run_epoch(self, stage: Stage, e: int, global_epoch: int) -> EpochRecord:
+        progress = e / stage.epochs
+        lr = lr_at(stage.optim, e)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        self.method.train()
+        self.method.on_epoch_start(e, progress)
+        batches = self.batches.epoch(self.method.streams(e), global_epoch, stage.optim.batch_size)
+        loss, stats = train_epoch(self.step_fn, self.opt, batches, progress, self.fast, self.dist, self.device,
+                                  self.exp.method.name, len(self.counts))
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(f"training loss became {loss} in epoch {global_epoch + 1} "
+                                f"(stage {stage.name}); lower optim.lr or check the loss parameters")
+        self.method.on_epoch_end(e, stats)
+        schedules = check_schedules(self.method.schedule_values(progress), self.plan, self.exp.method.name)
+        val = self.evaluate("val").as_dict("val")
+        return EpochRecord(stage.name, global_epoch, loss, lr, time.perf_counter() - t0, val, {}, schedules)
+
+    def finish(self, seconds: float) -> TrialOutput:
+        """Test the final model (the best-val one under that rule) and assemble the trial's output."""
+        self.notify("on_train_end")
+        best = next((c for c in self.callbacks if isinstance(c, BestVal)), None)
+        tested = best.tested_epoch if best is not None and best.tested_epoch is not None else self.state.epoch - 1
+        test, val = self.evaluate("test"), self.evaluate("val")
+        names = class_split_names(self.counts, *self.splits)
+        norms = self.method.classifier_weight_norms()
+        per_class = [
+            {"class_index": c, "train_count": n, "split": names[c], "test_acc": float(test.per_class_acc[c] * 100),
+             "val_acc": float(val.per_class_acc[c] * 100),
+             "weight_norm": float(norms[c]) if norms is not None and len(norms) == len(self.counts) else math.nan}
+            for c, n in enumerate(self.counts)
+        ]
+        summary = {
+            "status": "ok", "error": "", "epochs": self.plan.epochs, "checkpoint_rule": self.exp.eval.checkpoint_rule,
+            "tested_epoch": tested + 1, **val.as_dict("val"), **test.as_dict("test"), "train_seconds": seconds,
+            "subset_hash": self.data.subset_hash, "train_images": len(self.data.train), "device": str(self.device),
+            "num_classes": self.data.num_classes,
+        }
+        state = {k: v.detach().cpu() for k, v in self.method.state_dict().items()} if self.exp.eval.save_model else {}
+        return TrialOutput(summary, self.state.records, per_class, state)
+
+
+def default_callbacks(exp: ExperimentSpec, reporter: Reporter | None = None) -> list[Callback]:
+    cbs: list[Callback] = []
+    if exp.eval.test_every:
+        cbs.append(PeriodicTest(exp.eval.test_every))
+    if exp.eval.checkpoint_rule == "best_val":
+        cbs.append(BestVal())
+    if reporter is not None:
+        cbs.append(Report(reporter))
+    return cbs
 
 
 def run_trial(
@@ -201,126 +276,21 @@ def run_trial(
     resume: dict[str, Any] | None = None,
     dist: DistInfo | None = None,
     stage_cache: str | os.PathLike | bool | None = None,
+    callbacks: Iterable[Callback] = (),
 ) -> TrialOutput:
-    """Train and evaluate one trial. ``stage_cache``: directory of reusable stage results (None:
-    ``$LTSEARCH_CACHE`` or ``~/.cache/ltsearch/stage1``; False: off), see ``ltsearch.train.stage_cache``."""
-    dist = dist or DistInfo()
+    """Train and evaluate one trial; ``resume``: a checkpoint (``TrainState.state_dict()``).
+    ``stage_cache``: directory of reusable stage results (None: ``$LTSEARCH_CACHE`` or
+    ``~/.cache/ltsearch/stage1``; False: off), see ``ltsearch.train.stage_cache``."""
     t0 = time.perf_counter()
     seed_everything(exp.seed)
     data = data if data is not None else build_dataset(exp.data)
-    device = select_device(exp.device)
-    counts = data.class_counts
-    in_ch = data.image_shape[0]
-    splits = (exp.data.splits.many, exp.data.splits.few)
-
-    method = build_method(exp, counts, in_ch).to(device)
-    ctx = method.ctx
-    fast = resolve_fast(exp.fast, device, method)
-    apply_fast(method, fast)
-    batches = Batches(data, device, exp.seed, dist)
-    batches.memory_format = fast.memory_format
-    ctx.extra["train_batches"] = batches  # frozen-feature methods read the training set's features
-
-    def run_eval(x: torch.Tensor, y: torch.Tensor) -> EvalReport:
-        method.eval()
-        with fast.autocast():
-            return evaluate(method.predict, batches.prepare, x, y, counts, splits, exp.eval.batch_size)
-
-    records: list[EpochRecord] = []
-    best: dict[str, Any] = {"val_acc": -math.inf, "epoch": -1, "state": None}
-    done = 0
+    loop = Loop(exp, data, dist or DistInfo(), [*default_callbacks(exp, reporter), *callbacks])
     if resume is not None:
-        records = [EpochRecord(**r) for r in resume["records"]]
-        best = resume["best"]
-        done = len(records)
-
-    stages = method.stages()
-    total_epochs = sum(s.epochs for s in stages)
-    offset = 0
-    for stage in stages:
-        method.begin_stage(stage)
-        if offset + stage.epochs <= done:
-            offset += stage.epochs
-            continue
-        claim = None
-        if done <= offset:  # starting this stage afresh: reuse a stored result, or select within it
-            claim = stage_cache_mod.open_stage(method.stage_reuse(stage), exp, data, stage, stage_cache, dist.world_size)
-            if claim is not None and claim.payload is not None:
-                records += [EpochRecord(**r) for r in claim.restore(offset)]
-                offset += stage.epochs
-                continue
-            best = {"val_acc": -math.inf, "epoch": -1, "state": None}
-        if stage.epochs == 0:  # a post-hoc stage (tau_norm): begin_stage did all of it
-            continue
-        opt = make_optimizer(method.trainable_parameters(stage), stage.optim)
-        step_fn = dist.wrap(method) if dist.wrap else method
-        if resume is not None and done > offset - 1:
-            method.load_state_dict(resume["method"])
-            if resume.get("stage") == stage.name and resume.get("optimizer"):
-                opt.load_state_dict(resume["optimizer"])
-            _set_rng_state(resume["rng"])
-            resume = None
-        for e in range(max(done - offset, 0), stage.epochs):
-            global_epoch = offset + e
-            progress = e / stage.epochs
-            lr = lr_at(stage.optim, e)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            te = time.perf_counter()
-            method.train()
-            method.on_epoch_start(e, progress)
-            batch_iter = batches.epoch(method.streams(e), global_epoch, stage.optim.batch_size)
-            train_loss = train_epoch(step_fn, opt, batch_iter, progress, fast, dist, device, exp.method.name)
-            if not math.isfinite(train_loss):
-                raise NonFiniteLoss(f"training loss became {train_loss} in epoch {global_epoch + 1} "
-                                    f"(stage {stage.name}); lower optim.lr or check the loss parameters")
-            val = run_eval(data.val.x, data.val.y)
-            method.on_epoch_end(e, val)
-            test: dict[str, float] = {}
-            if exp.eval.test_every and (global_epoch + 1) % exp.eval.test_every == 0:
-                test = run_eval(data.test.x, data.test.y).as_dict("test")
-            rec = EpochRecord(stage.name, global_epoch, train_loss, lr, time.perf_counter() - te, val.as_dict("val"),
-                              test, method.schedule_values(progress))
-            records.append(rec)
-            if exp.eval.checkpoint_rule == "best_val" and val.acc > best["val_acc"]:
-                best = {"val_acc": val.acc, "epoch": global_epoch,
-                        "state": {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}}
-            if reporter is not None:
-                def state(stage_name: str = stage.name, optimizer: Any = opt) -> dict[str, Any]:
-                    return {"method": method.state_dict(), "optimizer": optimizer.state_dict(), "stage": stage_name,
-                            "records": [asdict(r) for r in records], "best": best, "rng": _rng_state()}
-
-                reporter(rec, state)
-        if claim is not None:
-            claim.save([asdict(r) for r in records[len(records) - stage.epochs:]])
-        offset += stage.epochs
-
-    last_val = records[-1].val if records else {}
-    tested_epoch = len(records) - 1
-    if exp.eval.checkpoint_rule == "best_val" and best["state"] is not None:
-        method.load_state_dict(best["state"])
-        tested_epoch = best["epoch"]
-        last_val = records[tested_epoch].val
-    test = run_eval(data.test.x, data.test.y)
-    val = run_eval(data.val.x, data.val.y)
-    if stages[-1].epochs == 0:  # a post-hoc last stage changed the predictions after the last record
-        last_val = val.as_dict("val")
-    names = class_split_names(counts, *splits)
-    norms = method.classifier_weight_norms()
-    per_class = [
-        {"class_index": c, "train_count": counts[c], "split": names[c], "test_acc": float(test.per_class_acc[c] * 100),
-         "val_acc": float(val.per_class_acc[c] * 100),
-         "weight_norm": float(norms[c]) if norms is not None and len(norms) == len(counts) else math.nan}
-        for c in range(len(counts))
-    ]
-    summary = {
-        "status": "ok", "error": "", "epochs": total_epochs, "checkpoint_rule": exp.eval.checkpoint_rule,
-        "tested_epoch": tested_epoch + 1, **{k: v for k, v in last_val.items()}, **test.as_dict("test"),
-        "train_seconds": time.perf_counter() - t0, "subset_hash": data.subset_hash, "train_images": len(data.train),
-        "device": str(device), "num_classes": data.num_classes,
-    }
-    state = {k: v.detach().cpu() for k, v in method.state_dict().items()} if exp.eval.save_model else {}
-    return TrialOutput(summary, records, per_class, state)
+        loop.restore(resume)
+    for index, stage in enumerate(loop.plan.stages):
+        if index >= loop.state.stage:
+            loop.run_stage(index, stage, stage_cache)
+    return loop.finish(time.perf_counter() - t0)
 
 
 def threads_for(cpus: float) -> int:

@@ -9,10 +9,11 @@ Ray's state lives in ``RUN_DIR/_tune`` so ``--resume`` can restore the experimen
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ltsearch.errors import UserError
 from ltsearch.results.schema import param_column, param_type, param_value
@@ -21,12 +22,18 @@ from ltsearch.spec import Spec, dump_spec, resolve_experiment
 from ltsearch.trial import TrialContext, planned_epochs, trial_id_for, write_outcome
 from ltsearch.tune.space import OptunaDefineByRun, plan_cells
 
-os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
-
 TUNE_DIR = "_tune"
+
+# Tune's behaviour that ltsearch relies on, set in the driver before Tune starts (setdefault: a user's
+# environment wins): trials keep the driver's working directory, no automatic result loggers (the
+# Parquet store is the record), the classic progress output off, no nagging about checkpoint syncs.
+TUNE_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
+            "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100"}
+
+
+def set_tune_env() -> None:
+    for key, value in TUNE_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 @dataclass
@@ -49,25 +56,27 @@ def param_types_for(spec: Spec) -> dict[str, Any]:
 
 
 def grace_period(spec: Spec) -> int:
-    """ASHA's grace period: from the YAML, else just after the method's last behaviour change
-    (DRW/hard-aware switch, first lr milestone), so two-phase methods reach their second phase."""
+    """ASHA's grace period: from the YAML, else just after the method's last behaviour change (the
+    switches its plan declares: DRW, hard-aware loss, stage 2; and the first lr milestone), so
+    two-phase methods reach their second phase before ASHA may stop them."""
     if spec.search.grace_period:
         return spec.search.grace_period
-    from ltsearch.registry import METHODS
+    from ltsearch.methods import method_plan
 
-    cls = METHODS.get(spec.experiment.method.name)
-    changes = list(cls.change_epochs(cls.validate_params(spec.experiment.method.params())))
+    plan = method_plan(spec.experiment)
+    changes = list(plan.switches)
     optim = spec.experiment.optim
     if optim.lr_schedule == "step" and optim.milestones:
         changes.append(min(optim.milestones))
-    changes = [c for c in changes if 0 < c < optim.epochs]
-    return max(changes) + 1 if changes else max(1, optim.epochs // 4)
+    changes = [c for c in changes if 0 < c < plan.epochs]
+    return max(changes) + 1 if changes else max(1, plan.epochs // 4)
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     """Start (or connect to) Ray; returns True when this call started it."""
     import ray
 
+    set_tune_env()
     if ray.is_initialized():
         return False
     env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "PYTHONWARNINGS": "ignore"}
@@ -79,6 +88,19 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
     return True
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Ray started (or joined) for the block; shut down after it only if this call started it."""
+    started = init_ray(address, num_cpus)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def _stopped_or_failed_writer(spec: Spec, run_dir: str, param_types: dict[str, Any]):
@@ -141,8 +163,8 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
 
     scheduler = None
     if s.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=planned_epochs(spec.experiment),
-                                  grace_period=min(grace_period(spec), spec.experiment.optim.epochs),
+        max_t = planned_epochs(spec.experiment)
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=min(grace_period(spec), max_t),
                                   reduction_factor=s.reduction_factor)
     search_alg = make_search_alg(spec)
     if s.algorithm == "optuna":
@@ -208,6 +230,7 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
               callbacks: list | None = None, num_cpus: int | None = None,
               warn: Callable[[str], None] = print) -> SweepResult:
     """Plan, (with ``address``) check the cluster, then run the missing trials through Tune."""
+    set_tune_env()
     run_dir = run_dir_for(spec, storage)
     store = ResultStore(run_dir)
     cells, skipped = plan(spec, run_dir)
@@ -215,8 +238,7 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
     if spec.search.algorithm != "optuna" and not cells and not resume:
         store.write_text("spec.yaml", dump_spec(spec))
         return SweepResult(run_dir, planned, skipped, 0)
-    started = init_ray(address, num_cpus)
-    try:
+    with ray_session(address, num_cpus):
         if address:
             from ltsearch.cluster import preflight
 
@@ -231,11 +253,5 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
         cbs = [_stopped_or_failed_writer(spec, run_dir, param_types_for(spec)), *(callbacks or []),
                *build_loggers(spec.search.loggers, spec.name)]
         tuner = build_tuner(spec, run_dir, cells, resume, cbs)
-        grid = tuner.fit()
-        ran = len(grid)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+        ran = len(tuner.fit())
     return SweepResult(run_dir, planned, skipped, ran)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from ray import tune
 
-from ltsearch.spec import Spec, resolve_experiment
+from ltsearch.spec import resolve_experiment, spec_from_json
 from ltsearch.results.store import ResultStore
 from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, trial_id_for
 from ltsearch.train.loop import EpochRecord, threads_for
@@ -25,7 +25,7 @@ def split_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def tune_trial(config: dict[str, Any], *, spec_json: str, run_dir: str, param_types: dict, cpus: float) -> None:
-    spec = Spec.model_validate_json(spec_json)
+    spec = spec_from_json(spec_json)
     params = split_config(config)
     torch.set_num_threads(threads_for(cpus))
     if torch.get_num_interop_threads() > threads_for(cpus):
