@@ -108,7 +108,6 @@ class BWLM(TwoStage):
     def __init__(self, params: BwlmParams, ctx: MethodContext):
         super().__init__(params, ctx)
         p = params
-        self.loss_fn = build_loss("ce", ctx.class_counts)
         _, self.review = review_counts(ctx.class_counts)
         stage2_counts = self.review if p.stage2_sampler == "balanced_review" else ctx.class_counts
         if p.stage2_loss == "bfs":
@@ -132,7 +131,7 @@ class BWLM(TwoStage):
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         if self.stage == REPRESENTATION:
-            return self.stage1_step(batch, self.loss_fn)
+            return self.stage1_step(batch, self.stage1_loss_fn)
         x, y = batch["main"]["weak"], batch["main"]["y"]
         return {"loss": self.loss2(self.net.classifier(self.frozen_features(x)), y)}
 

@@ -40,9 +40,14 @@ Generator (AFG). Choices where the paper is silent or ambiguous:
   generated samples do not have); α follows the GraLoss schedule over stage-2 progress ("the α in
   Eq. 11 is set the same as that in GraLoss"); T = ``kd_temperature`` (not given; 1).
 
-Table 7's components switch with ``graloss`` (false: CE in stage 1), ``afg`` (false: no generated
-features), ``adaptive_beta`` (false: β stays ``beta_init``) and ``kd``; the "stage one only" rows
-are ``stage2_epochs: 0`` with the stage-1 classifier, i.e. read the stage-1 records.
+Table 7's components switch with ``stage1_loss`` (``gra``, the default; ``ce``; ``logit_adjust``
+for its "Logitloss" rows — τ is not stated, ``stage1_loss_params: {tau: 1.0}`` is the Table 1 row
+closest to Table 7's), ``afg`` (false: no generated features), ``adaptive_beta`` (false: β stays
+``beta_init``) and ``kd``; the "stage one only" rows are ``stage2_epochs: 0`` with the stage-1
+classifier, i.e. read the stage-1 records. ``graloss`` is shorthand kept from before
+``stage1_loss`` existed: ``graloss: true`` = ``stage1_loss: gra`` with ``gra_s`` / ``gra_c`` /
+``gra_form`` (the GraLoss parameters, which also drive the KD weight), ``graloss: false`` =
+``stage1_loss: ce``; given together they must agree. After validation both are set consistently.
 """
 
 from __future__ import annotations
@@ -53,9 +58,8 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ltsearch.losses import build_loss
 from ltsearch.methods.base import MethodContext, Stage
 from ltsearch.methods.two_stage import CLASSIFIER, REPRESENTATION, TwoStage, TwoStageParams, reinit_head
 from ltsearch.registry import METHODS
@@ -80,6 +84,25 @@ class GlagParams(TwoStageParams):
     kd_temperature: float = Field(1.0, gt=0)
     stage2_epochs: int = Field(40, ge=0)
     stage2_sampler: str = "instance"
+    stage1_loss: str | None = None  # None: from graloss (gra, or ce when graloss is false)
+
+    @model_validator(mode="after")
+    def _resolve_stage1_loss(self) -> "GlagParams":
+        if self.stage1_loss is not None and "graloss" in self.model_fields_set \
+                and self.graloss != (self.stage1_loss == "gra"):
+            raise ValueError(f"graloss: {self.graloss} contradicts stage1_loss: {self.stage1_loss} "
+                             "(graloss is shorthand for stage1_loss: gra; give one of them)")
+        name = self.stage1_loss or ("gra" if self.graloss else "ce")
+        if name == "gra" and {"s", "c", "form"} & set(self.stage1_loss_params):
+            raise ValueError("stage1_loss_params: GraLoss takes its parameters from gra_s, gra_c, gra_form")
+        self.stage1_loss, self.graloss = name, name == "gra"
+        return self
+
+    def stage1_loss_spec(self) -> tuple[str, dict[str, Any]]:
+        name = self.stage1_loss or ("gra" if self.graloss else "ce")
+        if name == "gra":
+            return name, {"s": self.gra_s, "c": self.gra_c, "form": self.gra_form, **self.stage1_loss_params}
+        return name, dict(self.stage1_loss_params)
 
 
 def tukey(x: torch.Tensor, lam: float) -> torch.Tensor:
@@ -149,9 +172,6 @@ class GLAG(TwoStage):
     def __init__(self, params: GlagParams, ctx: MethodContext):
         super().__init__(params, ctx)
         p = params
-        self.stage1_loss_name = "gra" if p.graloss else "ce"
-        gra = {"s": p.gra_s, "c": p.gra_c, "form": p.gra_form} if p.graloss else {}
-        self.loss_fn = build_loss(self.stage1_loss_name, ctx.class_counts, where="experiment.method", **gra)
         self.schedule = gra_schedule(s=p.gra_s, c=p.gra_c, form=p.gra_form)
         self.head2 = nn.Linear(self.net.feat_dim, ctx.num_classes)
         self.head2.requires_grad_(False)
@@ -164,13 +184,6 @@ class GLAG(TwoStage):
         self._stats: tuple[torch.Tensor, ...] | None = None
         self._pool: tuple[torch.Tensor, torch.Tensor] | None = None
         self._chunk, self._cursor, self._batch = 0, 0, ctx.optim.batch_size
-
-    def stage1_identity(self) -> dict[str, Any]:
-        p = self.params
-        ident = super().stage1_identity()
-        if p.graloss:
-            ident.update(s=p.gra_s, c=p.gra_c, form=p.gra_form)
-        return ident
 
     def begin_stage(self, stage: Stage) -> None:
         self._batch = stage.optim.batch_size
@@ -227,7 +240,7 @@ class GLAG(TwoStage):
 
     def on_epoch_start(self, epoch: int, progress: float) -> None:
         if self.stage == REPRESENTATION:
-            self.loss_fn.set_progress(progress)
+            super().on_epoch_start(epoch, progress)
             return
         self.kd_alpha = float(self.schedule(progress)) if self.params.kd else 0.0
         if self.params.afg and self._stats is not None:
@@ -245,7 +258,7 @@ class GLAG(TwoStage):
 
     def schedule_values(self, progress: float) -> dict[str, float]:
         if self.stage == REPRESENTATION:
-            return {"gra_strength": float(getattr(self.loss_fn, "alpha", 0.0))}
+            return {"gra_strength": float(getattr(self.stage1_loss_fn, "alpha", 0.0))}
         return {"gra_strength": self.kd_alpha, "kd_on": float(self.params.kd)}
 
     # ---------------------------------------------------------------- steps
@@ -259,7 +272,7 @@ class GLAG(TwoStage):
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         if self.stage == REPRESENTATION:
-            return self.stage1_step(batch, self.loss_fn)
+            return self.stage1_step(batch, self.stage1_loss_fn)
         x, y = batch["main"]["weak"], batch["main"]["y"]
         f = self.frozen_features(x)
         xs, ys = tukey(f, self.params.tukey_lambda), y
