@@ -26,7 +26,7 @@ Methods never import Ray.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -101,6 +101,13 @@ class Method(nn.Module):
             return cls.Params.model_validate(raw)
         except ValidationError as err:
             raise UserError(format_validation_error(err, where, cls.Params)) from None
+
+    @classmethod
+    def notices(cls, params: BaseModel, class_counts: Sequence[int]) -> list[str]:
+        """One-line remarks for the user about what these parameters do on these training class
+        counts (e.g. BWLM's stage 1 leaving out half of 10 classes); ``ltsearch run`` / ``train``
+        print them before training. Not warnings of errors: the configuration is valid."""
+        return []
 
     @classmethod
     def change_epochs(cls, params: BaseModel) -> list[int]:

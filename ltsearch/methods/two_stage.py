@@ -17,8 +17,8 @@ cRT trial with a GraLoss stage 1 shares its network with GLAG's. (Losses that le
 accuracy, ``hard_aware``, get no accuracy updates in stage 1.)
 
 Parameters (all methods): ``stage1_loss`` / ``stage1_loss_params``, ``stage2_epochs``,
-``stage2_lr`` / ``stage2_batch_size`` / ``stage2_weight_decay`` / ``stage2_momentum`` (None: the
-spec's ``optim`` value), ``stage2_warmup`` (0), ``stage2_lr_schedule`` (cosine, no milestones),
+``stage2_lr`` / ``stage2_batch_size`` / ``stage2_weight_decay`` / ``stage2_momentum`` /
+``stage2_optimizer`` (None: the spec's ``optim`` value), ``stage2_warmup`` (0), ``stage2_lr_schedule`` (cosine, no milestones),
 ``stage1_sampler`` (instance), ``stage2_sampler``, ``stage1_from``.
 """
 
@@ -49,6 +49,7 @@ class TwoStageParams(BaseModel):
     stage2_momentum: float | None = Field(None, ge=0, lt=1)
     stage2_warmup: int = Field(0, ge=0)
     stage2_lr_schedule: Literal["step", "cosine", "constant"] = "cosine"
+    stage2_optimizer: Literal["sgd", "adam", "adamw"] | None = None
     stage1_sampler: str = "instance"
     stage2_sampler: str = "class_balanced"
     stage1_from: str | None = None
@@ -80,6 +81,8 @@ def stage2_optim(base: OptimSpec, p: TwoStageParams) -> OptimSpec:
     for key in ("lr", "batch_size", "weight_decay", "momentum"):
         if getattr(p, f"stage2_{key}") is not None:
             update[key] = getattr(p, f"stage2_{key}")
+    if p.stage2_optimizer is not None:
+        update["name"] = p.stage2_optimizer
     return base.model_copy(update=update)
 
 
