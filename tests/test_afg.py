@@ -22,10 +22,10 @@ def test_memory_estimate_by_hand():
     exact = afg_memory(counts, d, "exact", rank=r, head_threshold=20, support_k=2)
     assert exact == {"features": 46 * 8 * 4, "means": 3 * 8 * 4, "anchors": 16 * 8 * 4 + 16 * 2 * (8 + 4),
                      "plan": 44 * 2 * 8, "class_covariances": 3 * 64 * 4, "class_roots": 3 * 64 * 4,
-                     "anchor_roots": 16 * 64 * 4}
+                     "anchor_roots": 16 * 64 * 4, "block": BLOCK_BYTES}
     low = afg_memory(counts, d, "lowrank", rank=r, head_threshold=20, support_k=2)
-    assert low["class_factors"] == 3 * 8 * 3 * 4 + 3 * 4 and low["block"] == BLOCK_BYTES
-    assert "class_covariances" not in low
+    assert low["class_factors"] == 3 * 8 * 3 * 4 + 3 * 4 and exact["block"] == BLOCK_BYTES
+    assert "class_covariances" not in low and "block" not in low
     # the numbers: 1,000 (ImageNet-LT) and 8,142 (iNaturalist) class covariances at D = 2048
     assert afg_memory([5] * 1000, 2048, "exact")["class_covariances"] == 1000 * 2048 ** 2 * 4  # 16.8 GB
     assert afg_memory([5] * 8142, 2048, "exact")["class_covariances"] / 1e9 == pytest.approx(136.6, abs=0.1)

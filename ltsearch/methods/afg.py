@@ -26,8 +26,8 @@ Two representations of the class covariances Σ_c (``afg_cov``):
 
 ``auto`` picks ``exact`` when :func:`afg_memory`'s estimate for it is within ``afg_memory_gb``.
 Either way the epoch's generated features are not materialised: an epoch *plan* (class, anchor)
-is drawn and shuffled at the epoch's start, and each training step draws its share (in blocks of
-bounded memory).
+is drawn and shuffled at the epoch's start, and each training step draws its share (exact: in
+blocks of bounded memory; low-rank: one sparse × dense product per step).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Literal, Sequence
 import torch
 
 BYTES = 4  # float32 storage
-BLOCK_BYTES = 256 * 2**20  # per-draw-block working memory (gathered factors or roots)
+BLOCK_BYTES = 256 * 2**20  # working memory of a block of exact draws (gathered D×D roots)
 Mode = Literal["exact", "lowrank"]
 
 
@@ -49,8 +49,8 @@ def afg_memory(counts: Sequence[int], dim: int, mode: Mode, rank: int = 32, head
     ``means`` (C·D), ``anchors`` (the tail classes' features, N_t·D, and their support sets N_t·k
     indices and weights), ``plan`` (one class and one anchor index per generated feature of an epoch,
     P = Σ_c (N_max − N_c)). exact: ``class_covariances`` and ``class_roots`` (C·D² each),
-    ``anchor_roots`` (N_t·D²). lowrank: ``class_factors`` (C·D·r + C residual variances) and a draw
-    ``block``. Floats are 4 bytes, indices 8."""
+    ``anchor_roots`` (N_t·D²) and a draw ``block``. lowrank: ``class_factors`` (C·D·r + C residual
+    variances). Floats are 4 bytes, indices 8."""
     c, d = len(counts), int(dim)
     n_tail = sum(int(n) for n in counts if n <= head_threshold)
     plan = sum(max(counts) - int(n) for n in counts)
@@ -58,9 +58,9 @@ def afg_memory(counts: Sequence[int], dim: int, mode: Mode, rank: int = 32, head
              "anchors": n_tail * d * BYTES + n_tail * support_k * (8 + BYTES), "plan": plan * 2 * 8}
     if mode == "exact":
         parts.update(class_covariances=c * d * d * BYTES, class_roots=c * d * d * BYTES,
-                     anchor_roots=n_tail * d * d * BYTES)
+                     anchor_roots=n_tail * d * d * BYTES, block=BLOCK_BYTES)
     else:
-        parts.update(class_factors=c * d * rank * BYTES + c * BYTES, block=BLOCK_BYTES)
+        parts.update(class_factors=c * d * rank * BYTES + c * BYTES)
     return parts
 
 
@@ -185,25 +185,25 @@ def block_size(dim: int, width: int) -> int:
 
 
 def lowrank_draw(mean: torch.Tensor, comps: torch.Tensor, coefs: torch.Tensor, gamma: torch.Tensor,
-                 factor: torch.Tensor, resid: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+                 factor_rows: torch.Tensor, resid: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """x_i = mean_i + Σ_t coefs_it (F[comps_it] z_it + σ[comps_it] ε) + √γ_i u_i 1, i.e. one draw
-    from N(mean_i, Σ_t coefs_it² (F Fᵀ + σ² I)[comps_it] + γ_i 11ᵀ) per row (blocks of bounded memory)."""
+    from N(mean_i, Σ_t coefs_it² (F Fᵀ + σ² I)[comps_it] + γ_i 11ᵀ) per row. ``factor_rows``: the
+    factors as (C·r, D), row c·r + k = column k of F_c. The low-rank parts are one sparse × dense
+    product (n·T·r non-zeros): no factor is gathered per draw."""
     n, d = mean.shape
-    t, r = comps.shape[1], factor.shape[2]
-    out = torch.empty_like(mean)
-    step = block_size(d, t * r)
-    for s in range(0, n, step):
-        sl = slice(s, min(n, s + step))
-        cp, cf = comps[sl], coefs[sl].to(mean.dtype)
-        m = len(cp)
-        z = torch.randn(m, t, r, 1, generator=g, device=mean.device, dtype=mean.dtype)
-        low = (factor[cp] @ z).squeeze(-1)  # (m, t, D)
-        iso = (cf.pow(2) * resid[cp].to(mean.dtype)).sum(1).sqrt()  # (m,)
-        eps = torch.randn(m, d, generator=g, device=mean.device, dtype=mean.dtype)
-        u = torch.randn(m, 1, generator=g, device=mean.device, dtype=mean.dtype)
-        out[sl] = mean[sl] + (cf[..., None] * low).sum(1) + iso[:, None] * eps \
-            + gamma[sl].to(mean.dtype).clamp_min(0).sqrt()[:, None] * u
-    return out
+    t = comps.shape[1]
+    r = factor_rows.shape[0] // len(resid)
+    cf = coefs.to(mean.dtype)
+    z = torch.randn(n, t, r, generator=g, device=mean.device, dtype=mean.dtype)
+    rows = torch.arange(n, device=mean.device)[:, None, None].expand(n, t, r)
+    cols = comps[:, :, None] * r + torch.arange(r, device=mean.device)
+    picks = torch.sparse_coo_tensor(torch.stack([rows.flatten(), cols.flatten()]), (cf[..., None] * z).flatten(),
+                                    (n, factor_rows.shape[0]), check_invariants=False).coalesce()
+    low = torch.sparse.mm(picks, factor_rows.to(mean.dtype))
+    iso = (cf.pow(2) * resid[comps].to(mean.dtype)).sum(1).sqrt()  # (n,)
+    eps = torch.randn(n, d, generator=g, device=mean.device, dtype=mean.dtype)
+    u = torch.randn(n, 1, generator=g, device=mean.device, dtype=mean.dtype)
+    return mean + low + iso[:, None] * eps + gamma.to(mean.dtype).clamp_min(0).sqrt()[:, None] * u
 
 
 def root_draw(mean: torch.Tensor, roots: torch.Tensor, index: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -236,7 +236,9 @@ class FeatureGenerator:
             self.mu, self.cov = class_stats(xh, y, c_num)
             self.own_roots = psd_root(self.cov)
         else:
-            self.mu, self.factor, self.resid = lowrank_class_stats(xh, y, c_num, rank)
+            self.mu, factor, self.resid = lowrank_class_stats(xh, y, c_num, rank)
+            self.factor_rows = factor.transpose(1, 2).reshape(c_num * rank, -1).contiguous()  # (C·r, D)
+            del factor
         counts_t = torch.tensor(self.counts, device=dev)
         self.own = is_head.to(dev).bool()
         self.anchor_start, self.anchor_count = [0] * c_num, [0] * c_num
@@ -287,7 +289,7 @@ class FeatureGenerator:
             else:
                 ones = self.mu.new_ones(len(c), 1)
                 x[own] = lowrank_draw(self.mu[c], c[:, None], ones, self.mu.new_zeros(len(c)),
-                                      self.factor, self.resid, self.gen)
+                                      self.factor_rows, self.resid, self.gen)
         if bool((~own).any()):
             a = anchor[~own]
             if self.mode == "exact":
@@ -299,7 +301,7 @@ class FeatureGenerator:
                 comps = torch.cat([self.anchor_cls[a][:, None], idx], 1)
                 coefs = torch.cat([1 - b, b * w.sqrt()], 1)
                 x[~own] = lowrank_draw(mean, comps, coefs, mean.new_full((len(a),), self.gamma),
-                                       self.factor, self.resid, self.gen)
+                                       self.factor_rows, self.resid, self.gen)
         return x
 
     def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
