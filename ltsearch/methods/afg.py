@@ -311,4 +311,5 @@ class FeatureGenerator:
         pick = torch.arange(self.cursor, self.cursor + n, device=self.mu.device) % self.plan_size
         self.cursor += n
         cls, anc = self.plan[0][pick], self.plan[1][pick]
-        return self.draw(cls, anc), cls
+        with torch.autocast(self.mu.device.type, enabled=False):  # draws in the statistics' precision
+            return self.draw(cls, anc), cls

@@ -5,12 +5,13 @@ their classifiers: BBN shares "all the weights except for the last residual bloc
 official code (Megvii-Nanjing/BBN) builds ResNet-32's layer3 as n − 1 shared blocks followed by one
 ``cb_block`` and one ``rb_block``, and ResNet-50's branches as one bottleneck each after a shared
 layer4 minus its last block. So ``branch_blocks`` defaults to 1; ``branch_blocks: null`` duplicates
-the whole last stage (ltsearch's reading before round 2: 5 blocks on ResNet-32, all of layer4 on
+the whole last stage (ltsearch's earlier reading: 5 blocks on ResNet-32, all of layer4 on
 ResNet-50). The model is split with ``Net.split_branch``: ``net.neck`` is the conventional branch's
 part and ``neck_r`` a ``copy.deepcopy`` of it (same initial weights). A model whose neck is not a
-residual stage (``small_cnn``, ``mlp``) has one block there. Each branch has its own classifier. The conventional branch sees the instance stream
-``main``, the re-balancing branch the ``rebal`` stream (BBN's reversed sampler by default, Table 3:
-``instance`` = "uniform", ``class_balanced``, ``reversed``). Cumulative learning (Eqs. 1, 3):
+residual stage (``small_cnn``, ``mlp``) has one block there. Each branch has its own classifier.
+The conventional branch sees the instance stream ``main``, the re-balancing branch the ``rebal``
+stream (BBN's reversed sampler by default, Table 3: ``instance`` = "uniform", ``class_balanced``,
+``reversed``). Cumulative learning (Eqs. 1, 3):
 
     z = α · W_c f_c + (1 − α) · W_r f_r          L = α · CE(z, y_c) + (1 − α) · CE(z, y_r)
 
