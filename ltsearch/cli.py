@@ -110,11 +110,25 @@ def run(
     print_best(result.run_dir)
 
 
-def _preflight_data(spec: Any) -> None:
-    """Fail fast (exit 2, nothing written) when the dataset is not available."""
+def _preflight_data(spec: Any, cells: bool = True) -> None:
+    """Fail fast (exit 2, nothing written) when the dataset is not available; then print the notices
+    the spec's methods declare for its class counts (``Method.notices``: of the experiment's method
+    and, with ``cells``, of every method a planned grid / random cell on the same data trains)."""
     from ltsearch.data import check_available
+    from ltsearch.methods import method_notices
+    from ltsearch.spec import resolve_experiment
+    from ltsearch.tune.space import plan_cells
 
-    check_available(spec.experiment.data)
+    data = check_available(spec.experiment.data)
+    if data is None:  # list datasets (1,000+ classes) are not decoded here
+        return
+    exps = [spec.experiment]
+    if cells and spec.search.space:
+        cell_exps = [resolve_experiment(spec.experiment, {k: v for k, v in c.items() if k != "seed"})
+                     for c in plan_cells(spec.search, spec.experiment)]
+        exps += [e for e in cell_exps if e.data == spec.experiment.data]  # the counts are the base data's
+    for line in method_notices(exps, data.class_counts):
+        console.print(f"notice: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -132,7 +146,7 @@ def train(
     from ltsearch.tune.search import run_dir_for
 
     s = _load(spec, set_ or [], smoke)
-    _preflight_data(s)
+    _preflight_data(s, cells=False)
     exp = resolve_experiment(s.experiment, {"seed": s.search.seeds[0] if seed is None else seed})
     run_dir = run_dir_for(s, storage)
 

@@ -76,7 +76,7 @@ def test_bfs_loss_value():
     zt = [z[0], -z[1], -z[2]]  # target sign: +1 for y, −1 for the others
     cb = w[y] * sum(-((1 - sig(v)) ** gamma) * math.log(sig(v)) for v in zt)
     bs = -math.log(counts[y] * math.exp(z[y]) / sum(n * math.exp(v) for n, v in zip(counts, z)))
-    loss = build_loss("bfs", counts, alpha=alpha, beta=beta, gamma=gamma)
+    loss = build_loss("bfs", counts, alpha=alpha, beta=beta, gamma=gamma, normalize=True)  # Cui et al.'s sum-to-C
     assert float(loss(torch.tensor([z]), torch.tensor([y]))) == pytest.approx(alpha * cb + (1 - alpha) * bs, rel=1e-5)
     only_bs = build_loss("bfs", counts, alpha=0.0)
     assert float(only_bs(torch.tensor([z]), torch.tensor([y]))) == pytest.approx(bs, rel=1e-5)

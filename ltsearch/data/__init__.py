@@ -14,13 +14,14 @@ from ltsearch.data.samplers import build_sampler
 from ltsearch.spec import DataSpec
 
 
-def check_available(spec: DataSpec) -> None:
+def check_available(spec: DataSpec) -> LTData | None:
     """Fail fast (``UserError``, exit 2) when a dataset's files are missing. List datasets
-    (ImageNet-LT, iNaturalist) are only checked, not decoded: trials decode (and cache) them."""
+    (ImageNet-LT, iNaturalist) are only checked, not decoded: trials decode (and cache) them.
+    Returns the data it built (None for a list dataset)."""
     if spec.dataset in listfile.LIST_DATASETS:
         listfile.check_list_files(spec.dataset, spec)
-    else:
-        build_dataset(spec)
+        return None
+    return build_dataset(spec)
 
 
 __all__ = [

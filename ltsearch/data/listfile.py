@@ -28,6 +28,8 @@ quarter of that. Decoded arrays are cached as ``.npy`` files under ``<root>/ltse
 (keyed by list-file hash, size and split) and memory-mapped, so trials share them and decode once.
 ``data.max_per_class`` (null) caps training images per class (first in list order) for quick
 looks; it is not part of either protocol. ``data.imbalance`` is not used (the lists fix it: 256 and 500).
+``ltsearch reproduce`` runs its ImageNet-LT / iNaturalist rows at 224 and marks them not directly
+comparable all the same (the augmentation differs; see ``ltsearch/reproduce/papers.yaml``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from ltsearch.registry import DATASETS
 from ltsearch.spec import DataSpec
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+DEFAULT_SIZE = 112  # data.options.size when not given (the papers train at 224)
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,7 @@ def _cap(labels: np.ndarray, cap: int | None) -> np.ndarray:
 
 
 def _options(spec: DataSpec) -> dict[str, Any]:
-    o: dict[str, Any] = {"size": 112, "resize": None, "image_root": None, "cache": True, "workers": 8,
+    o: dict[str, Any] = {"size": DEFAULT_SIZE, "resize": None, "image_root": None, "cache": True, "workers": 8,
                          "val_from": "val_list", **spec.options}
     unknown = sorted(set(o) - {"size", "resize", "image_root", "cache", "workers", "val_from"})
     if unknown:

@@ -8,6 +8,7 @@ accuracy implement ``set_progress(p)`` / ``update(per_class_acc)``.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from typing import Any, Sequence
 
@@ -27,6 +28,15 @@ def check_loss_params(name: str, params: dict[str, Any], where: str = "method") 
     check_kwargs(cls.__init__, params, where, skip=2)
 
 
+def resolved_loss_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the loss's own defaults filled in (``weight`` left out): what the loss is
+    built with, e.g. for a cache identity that must not depend on how a default was spelled."""
+    cls = LOSSES.get(name)
+    full = {p.name: p.default for p in list(inspect.signature(cls.__init__).parameters.values())[2:]
+            if p.name != "weight" and p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not inspect.Parameter.empty}
+    return {**full, **params}
+
+
 def build_loss(name: str, class_counts: Sequence[int] | torch.Tensor, where: str = "method", **params: Any) -> LTLoss:
     """Build loss ``name`` for these training class counts (parameters checked by name)."""
     check_loss_params(name, params, where)
@@ -36,4 +46,4 @@ def build_loss(name: str, class_counts: Sequence[int] | torch.Tensor, where: str
         raise UserError(f"{where}: loss {name!r}: {err}") from None
 
 
-__all__ = ["LTLoss", "build_loss", "check_loss_params", "class_balanced_weights", "counts_tensor"]
+__all__ = ["LTLoss", "build_loss", "check_loss_params", "class_balanced_weights", "counts_tensor", "resolved_loss_params"]

@@ -21,8 +21,10 @@ def counts_tensor(class_counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
     return counts
 
 
-def class_balanced_weights(class_counts: Sequence[int] | torch.Tensor, beta: float) -> torch.Tensor:
-    """Cui et al. 2019, effective number: w_i = (1 − β) / (1 − β^{n_i}), normalised to sum to C.
+def class_balanced_weights(class_counts: Sequence[int] | torch.Tensor, beta: float,
+                           normalize: bool = True) -> torch.Tensor:
+    """Cui et al. 2019, effective number: w_i = (1 − β) / (1 − β^{n_i}), normalised to sum to C (as
+    in Cui et al.'s code; ``normalize=False``: the raw weights, as BWLM's Eq. 5 prints them).
 
     β = 0 gives equal weights; β → 1 approaches inverse frequency.
     """
@@ -30,7 +32,7 @@ def class_balanced_weights(class_counts: Sequence[int] | torch.Tensor, beta: flo
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"beta must be in [0, 1), got {beta}")
     w = (1.0 - beta) / (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64), counts))
-    return (w / w.sum() * len(counts)).float()
+    return (w / w.sum() * len(counts)).float() if normalize else w.float()
 
 
 class LTLoss(nn.Module):

@@ -15,25 +15,30 @@ class BalancedFocalSoftmax(LTLoss):
     """Eq. 11–13: ℓ = α·ℓ_CB + (1 − α)·ℓ_BS with
 
     - ℓ_CB = w_y · Σ_j −(1 − p_j^t)^γ log p_j^t, the class-balanced sigmoid focal loss of Cui et al.
-      2019 (Eq. 6–8): p_j^t = σ(z_j) for j = y and σ(−z_j) otherwise; w = (1 − β)/(1 − β^{n}),
-      normalised to sum to C as in Cui et al.'s code (Eq. 5 as printed is unnormalised, which
-      would make the term vanish for β → 1);
+      2019 (Eq. 6–8): p_j^t = σ(z_j) for j = y and σ(−z_j) otherwise; w_y = (1 − β)/(1 − β^{n_y}),
+      Eq. 5 as printed (raw, ≈ 1/n_y for β → 1). ``normalize: true`` rescales w to sum to C as in
+      Cui et al.'s code: the other reading, which multiplies the CB term by Σ_j w_j / C relative to
+      the balanced-softmax term (C / Σ_j w_j: 19× with the CIFAR-100 IF100 review set's counts, 22×
+      with its full training set's, β = 0.9999), and
+      so changes what a given α means (BWLM Fig. 4);
     - ℓ_BS = −log(n_y e^{z_y} / Σ_i n_i e^{z_i}), balanced softmax (Ren et al. 2020, Eq. 9–10).
 
     ``alpha``: weight of the CB-focal part (paper's default 0.1; 1 → CB focal, 0 → balanced softmax);
     ``beta``: effective-number β ∈ [0, 1); ``gamma``: focal γ ≥ 0. BWLM states neither β nor γ;
-    the defaults are Cui et al.'s CIFAR values. ``class_counts`` are those of the set the loss is
-    trained on (BWLM's stage 2: the balanced review set). The batch mean follows the LTLoss rule.
+    the defaults are Cui et al.'s CIFAR values. ``class_counts`` are the n_j of both Eq. 5 and
+    Eq. 9; BWLM defines n_j on the whole long-tailed training set D (§3.1), and its method passes
+    those by default (``bfs_counts``). The batch mean follows the LTLoss rule.
     """
 
-    def __init__(self, class_counts, alpha: float = 0.1, beta: float = 0.9999, gamma: float = 1.0, weight=None):
+    def __init__(self, class_counts, alpha: float = 0.1, beta: float = 0.9999, gamma: float = 1.0,
+                 normalize: bool = False, weight=None):
         super().__init__(class_counts, weight)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"bfs alpha must be in [0, 1], got {alpha}")
         if gamma < 0:
             raise ValueError("bfs gamma must be >= 0")
         self.alpha, self.gamma = float(alpha), float(gamma)
-        self.register_buffer("cb_weights", class_balanced_weights(self.counts, beta))
+        self.register_buffer("cb_weights", class_balanced_weights(self.counts, beta, normalize=normalize))
 
     def cb_focal(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample w_y Σ_j −(1 − p_j^t)^γ log p_j^t."""

@@ -12,7 +12,8 @@ from ltsearch.registry import LOSSES
 class ClassDependentTemperature(LTLoss):
     """CDT loss (Ye et al. 2020, "Identifying and Compensating for Feature Deviation in Imbalanced
     Deep Learning"): ℓ = CE(z / a, y), the logit of class i divided by a_i = (N_max / N_i)^γ during
-    training only; predict with the raw logits z.
+    training only; predict with the raw logits z. The whole logit is divided, a linear head's bias
+    included (see ``ltsearch.losses.hrdc`` for the bias and the schedule length the compensation needs).
 
     ``gamma``: γ ≥ 0; 0 gives CE, larger γ makes tail classes need larger logits in training.
     """

@@ -50,9 +50,25 @@ class HierarchicalRebalancingLoss(LTLoss):
     level's mean. Dividing the training logits by a_i > 1 makes the classifier learn larger decision
     values for tail classes; at inference the raw logits are used (as in CDT).
 
-    ``gamma``: CDT exponent (the paper gives no value; 0.2 is our default, worth searching);
-    ``levels``: how classes are split into head/medium/tail (``thirds`` of the classes by count, the
-    default, or ``shots`` with the ``many``/``few`` thresholds).
+    The bias. Eq. 7 divides ω_iᵀf by a_i and Eq. 9 shows no bias, while the re-weighting classifier
+    of Eq. 1 has one (b_R). This loss sees the classifier's whole output z_i = ω_iᵀf + b_i and
+    divides it, bias included: l_i = (ω_iᵀf + b_i) / a_i (CDT's formulation, a loss on the logits).
+    The literal Eq. 7 with a bias added afterwards, ω_iᵀf / a_i + b_i, differs only through b_i;
+    with a bias-free head (``model.head: normed``) the two readings coincide.
+
+    What it needs to work: dividing logit i by a_i also divides its gradient by a_i, so the rows of
+    the tail classes learn a_i times more slowly, and weight decay keeps them small meanwhile
+    (§III-D: "the weights of tail classes in the classifier are slight"). The compensation — larger
+    ‖ω_i‖ for tail classes — only builds up over a long schedule, like CDT's and HRDC's 200 CIFAR
+    epochs with the lr decays late (160 / 180); on short runs γ makes little difference or hurts:
+    measured during ltsearch's paper review (Fashion-MNIST-LT, 16 epochs, one seed), γ = 0.2 was
+    indistinguishable from γ = 0, and γ = 0.5 collapsed the rarest classes.
+
+    ``gamma``: CDT exponent. The paper gives no value; 0.2 is ltsearch's default (the same as its
+    ``cdt`` loss), a starting point and not a tuned or reported value: search it at the paper's
+    schedule length (``hrdc_cdt_gamma.yaml``). ``levels``: how classes are split into
+    head/medium/tail (``thirds`` of the classes by count, the default, or ``shots`` with the
+    ``many``/``few`` thresholds).
     """
 
     def __init__(self, class_counts, gamma: float = 0.2, levels: str = "thirds", many: int = 100, few: int = 20,

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
-from ltsearch.losses.base import LTLoss
+from ltsearch.losses.base import LTLoss, counts_tensor
 from ltsearch.registry import LOSSES
+
+
+def seql_threshold(class_counts: Sequence[int] | torch.Tensor, tail_ratio: float) -> float:
+    """The frequency threshold λ that makes the ⌊tail_ratio · C⌉ least frequent classes tail
+    (f_k < λ): the (k+1)-th smallest frequency (fewer tail classes where counts tie at the
+    boundary; 0 for k = 0, 1 for k = C)."""
+    counts = counts_tensor(class_counts)
+    freq = torch.sort(counts / counts.sum()).values.tolist()
+    k = int(round(tail_ratio * len(freq)))
+    if k <= 0:
+        return 0.0
+    return 1.0 if k >= len(freq) else float(freq[k])
 
 
 @LOSSES.register("seql")
@@ -20,18 +34,32 @@ class SoftmaxEqualization(LTLoss):
     from the denominator of a sample of another class with probability γ: its logit receives no
     discouraging (negative) gradient from that sample; the true class is never dropped.
 
-    ``lam``: frequency threshold λ in [0, 1] (0 gives CE); ``gamma``: probability γ in [0, 1] that
-    a tail negative is suppressed (0 gives CE, 1 always suppresses).
+    λ is a property of the dataset, not a constant: EQL tunes it per dataset, reading it through the
+    share of categories it makes tail. A fixed λ that suits one dataset can leave another without
+    any tail class, and then SEQL *is* CE: Bag of Tricks' λ = 5e-3 (its CIFAR-100-LT value, where it
+    makes 52 of 100 classes tail at IF 100) lies below the smallest class frequency of CIFAR-10-LT
+    IF 50 (100 / 13,896 ≈ 0.0072). So by default (``lam: null``) λ is derived from the class counts:
+    the ``tail_ratio`` (0.5) least frequent classes are tail (:func:`seql_threshold`); 0.5 is the share
+    5e-3 gives on CIFAR-100-LT IF 100. An explicit ``lam`` is used as given (the resolved λ is the
+    attribute ``lam``; ``tail`` the mask).
+
+    ``lam``: frequency threshold λ in [0, 1] or null (derived; 0 gives CE); ``tail_ratio``: share of
+    classes made tail when λ is derived, in [0, 1]; ``gamma``: probability γ in [0, 1] that a tail
+    negative is suppressed (0 gives CE, 1 always suppresses; 0.9 as Bag of Tricks).
     """
 
-    def __init__(self, class_counts, lam: float = 5e-3, gamma: float = 0.9, weight=None):
+    def __init__(self, class_counts, lam: float | None = None, gamma: float = 0.9, tail_ratio: float = 0.5,
+                 weight=None):
         super().__init__(class_counts, weight)
-        if not 0.0 <= lam <= 1.0:
-            raise ValueError(f"seql lam must be a class frequency in [0, 1], got {lam}")
+        if lam is not None and not 0.0 <= lam <= 1.0:
+            raise ValueError(f"seql lam must be a class frequency in [0, 1] (or null: derived), got {lam}")
+        if not 0.0 <= tail_ratio <= 1.0:
+            raise ValueError(f"seql tail_ratio must be in [0, 1], got {tail_ratio}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"seql gamma must be a probability in [0, 1], got {gamma}")
         self.gamma = float(gamma)
-        self.register_buffer("tail", self.prior < lam)
+        self.lam = float(lam) if lam is not None else seql_threshold(self.counts, tail_ratio)
+        self.register_buffer("tail", self.prior < self.lam)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         negative = torch.ones_like(logits, dtype=torch.bool).scatter_(1, target[:, None], False)

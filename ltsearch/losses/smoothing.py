@@ -41,6 +41,19 @@ class LabelSmoothing(LTLoss):
         return self.weighted_mean(smoothed_ce(logits, target, eps), target)
 
 
+# MiSLAS's (ε_1, ε_K) per benchmark (Zhong et al. 2021, official configs dvlab-research/MiSLAS):
+# CIFAR-10-LT 0.1 / 0.0, CIFAR-100-LT 0.4 / 0.1, ImageNet-LT and iNaturalist 2018 0.3 / 0.0.
+MISLAS_EPS = {"cifar10": (0.1, 0.0), "cifar100": (0.4, 0.1), "imagenet_lt": (0.3, 0.0), "inat": (0.3, 0.0)}
+
+
+def mislas_eps(num_classes: int) -> tuple[float, float]:
+    """MiSLAS's (ε_1, ε_K) for the benchmark with this many classes: ≤ 10 → CIFAR-10-LT's,
+    ≤ 100 → CIFAR-100-LT's, more → ImageNet-LT's / iNaturalist's (the same values)."""
+    if num_classes <= 10:
+        return MISLAS_EPS["cifar10"]
+    return MISLAS_EPS["cifar100"] if num_classes <= 100 else MISLAS_EPS["imagenet_lt"]
+
+
 @LOSSES.register("label_aware_smooth")
 class LabelAwareSmoothing(LTLoss):
     """Label-aware smoothing (Zhong et al. 2021, "Improving Calibration for Long-Tailed
@@ -52,17 +65,24 @@ class LabelAwareSmoothing(LTLoss):
     - linear:  ε_y = ε_K + (ε_1 − ε_K)·r
     - convex:  ε_y = ε_1 + (ε_1 − ε_K)·sin(3π/2 + π r / 2)
 
-    ``eps_head``/``eps_tail``: ε_1, ε_K in [0, 1] (MiSLAS uses 0.4/0.1 on CIFAR-100-LT, 0.1/0.0 on
-    CIFAR-10-LT); ``form``: the mapping above. With all counts equal every class gets ε_1.
+    ``eps_head``/``eps_tail``: ε_1, ε_K in [0, 1]; null (the default) takes MiSLAS's values for the
+    benchmark of this size (:data:`MISLAS_EPS`, :func:`mislas_eps`: 0.1/0.0 for 10 classes as
+    CIFAR-10-LT, 0.4/0.1 up to 100 as CIFAR-100-LT, 0.3/0.0 beyond as ImageNet-LT / iNaturalist) —
+    the class count stands in for the dataset, which a loss does not know; set both for other data.
+    ``form``: the mapping above (MiSLAS: concave). With all counts equal every class gets ε_1.
     """
 
-    def __init__(self, class_counts, eps_head: float = 0.4, eps_tail: float = 0.1, form: str = "concave",
-                 weight=None):
+    def __init__(self, class_counts, eps_head: float | None = None, eps_tail: float | None = None,
+                 form: str = "concave", weight=None):
         super().__init__(class_counts, weight)
+        head, tail = mislas_eps(self.num_classes)
+        eps_head = head if eps_head is None else eps_head
+        eps_tail = tail if eps_tail is None else eps_tail
         _check_eps("label_aware_smooth eps_head", eps_head)
         _check_eps("label_aware_smooth eps_tail", eps_tail)
         if form not in SHAPES:
             raise ValueError(f"label_aware_smooth form must be one of {', '.join(SHAPES)}, got {form!r}")
+        self.eps_head, self.eps_tail = float(eps_head), float(eps_tail)
         n = self.counts.double()
         span = n.max() - n.min()
         r = (n - n.min()) / span if span > 0 else torch.ones_like(n)

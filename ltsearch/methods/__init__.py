@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from ltsearch.methods.base import (
     Method, MethodContext, Plan, Stage, Stream, TrainStats, check_schedules, check_step_output,
@@ -44,5 +45,25 @@ def build_method(spec: ExperimentSpec, class_counts: Sequence[int], in_channels:
     return make_method(spec.method.name, spec.method.params(), ctx)
 
 
+def method_notices(experiments: Iterable[ExperimentSpec], class_counts: Sequence[int]) -> list[str]:
+    """The distinct notices (``Method.notices``) of the methods these experiments train, for these
+    training class counts, in first-seen order (a method section that does not validate is skipped:
+    the trial reports that error itself)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for exp in experiments:
+        key = json.dumps({"name": exp.method.name, **exp.method.params()}, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        cls = METHODS.get(exp.method.name, where="experiment.method.name")
+        try:
+            params = cls.validate_params(exp.method.params())
+        except Exception:  # noqa: BLE001 - reported by the trial
+            continue
+        out.extend(n for n in cls.notices(params, list(class_counts)) if n not in out)
+    return out
+
+
 __all__ = ["Method", "MethodContext", "Plan", "Stage", "Stream", "TrainStats", "build_method", "check_schedules",
-           "check_step_output", "make_method", "method_plan"]
+           "check_step_output", "make_method", "method_notices", "method_plan"]

@@ -31,7 +31,7 @@ never import Ray.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Protocol
+from typing import Any, Callable, ClassVar, Iterator, Protocol, Sequence
 
 import torch
 import torch.nn as nn
@@ -154,6 +154,13 @@ class Method(nn.Module):
     def plan(cls, params: Any, optim: OptimSpec) -> Plan:
         """One stage of ``optim.epochs``; no switch, no schedule value, no named loss."""
         return Plan(stages=(Stage("main", optim.epochs, optim),))
+
+    @classmethod
+    def notices(cls, params: BaseModel, class_counts: Sequence[int]) -> list[str]:
+        """One-line remarks for the user about what these parameters do on these training class
+        counts (e.g. BWLM's stage 1 leaving out half of 10 classes); ``ltsearch run`` / ``train``
+        print them before training. Not warnings of errors: the configuration is valid."""
+        return []
 
     # ---------------------------------------------------------------- protocol defaults
     def stages(self) -> tuple[Stage, ...]:

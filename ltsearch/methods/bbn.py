@@ -1,10 +1,17 @@
 """``bbn``: Bilateral-Branch Network with cumulative learning (Zhou et al., CVPR 2020).
 
-Two branches share the body; each has its own neck (the last stage + pooling, a
-``copy.deepcopy`` of the conventional one, as BBN shares "all the weights except for the last
-residual block") and its own classifier. The conventional branch sees the instance stream
-``main``, the re-balancing branch the ``rebal`` stream (BBN's reversed sampler by default, Table 3:
-``instance`` = "uniform", ``class_balanced``, ``reversed``). Cumulative learning (Eqs. 1, 3):
+Two branches share everything but their last ``branch_blocks`` residual blocks (+ pooling) and
+their classifiers: BBN shares "all the weights except for the last residual block" (§4.2), and its
+official code (Megvii-Nanjing/BBN) builds ResNet-32's layer3 as n − 1 shared blocks followed by one
+``cb_block`` and one ``rb_block``, and ResNet-50's branches as one bottleneck each after a shared
+layer4 minus its last block. So ``branch_blocks`` defaults to 1; ``branch_blocks: null`` duplicates
+the whole last stage (ltsearch's earlier reading: 5 blocks on ResNet-32, all of layer4 on
+ResNet-50). The model is split with ``Net.split_branch``: ``net.neck`` is the conventional branch's
+part and ``neck_r`` a ``copy.deepcopy`` of it (same initial weights). A model whose neck is not a
+residual stage (``small_cnn``, ``mlp``) has one block there. Each branch has its own classifier.
+The conventional branch sees the instance stream ``main``, the re-balancing branch the ``rebal``
+stream (BBN's reversed sampler by default, Table 3: ``instance`` = "uniform", ``class_balanced``,
+``reversed``). Cumulative learning (Eqs. 1, 3):
 
     z = α · W_c f_c + (1 − α) · W_r f_r          L = α · CE(z, y_c) + (1 − α) · CE(z, y_r)
 
@@ -32,8 +39,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import ltsearch.data.samplers  # noqa: F401  (registers the samplers named by rebal_sampler)
+from ltsearch.errors import UserError
 from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream
-from ltsearch.models import NormedLinear, head_weight, make_head
+from ltsearch.models import Net, NormedLinear, head_weight, make_head
 from ltsearch.registry import METHODS, SAMPLERS
 from ltsearch.schedules import build_schedule
 from ltsearch.spec import OptimSpec
@@ -45,6 +53,7 @@ class BBNParams(BaseModel):
     adaptor_params: dict[str, Any] = {}
     rebal_sampler: str = "reversed"
     infer_alpha: float = Field(0.5, ge=0, le=1)
+    branch_blocks: int | None = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> "BBNParams":
@@ -56,6 +65,16 @@ class BBNParams(BaseModel):
 def fresh_head(like: nn.Module, in_features: int, num_classes: int) -> nn.Module:
     """A newly initialised head of the same kind (linear or normed) as ``like``."""
     return make_head("normed" if isinstance(like, NormedLinear) else "linear", in_features, num_classes)
+
+
+def branch_net(ctx: MethodContext, head: str, blocks: int | None) -> Net:
+    """A fresh backbone whose ``neck`` is its last ``blocks`` residual blocks + pooling (``None``: the
+    whole last stage): the part a two-branch method duplicates (``Net.split_branch``)."""
+    net = ctx.build_model(head)
+    try:
+        return net.split_branch(blocks)
+    except ValueError as err:
+        raise UserError(f"experiment.method.branch_blocks: {blocks}: {err}") from None
 
 
 def mixed_logits(logits_c: torch.Tensor, logits_r: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -75,7 +94,7 @@ class BBN(Method):
 
     def __init__(self, params: BBNParams, ctx: MethodContext):
         super().__init__(params, ctx)
-        self.net = ctx.build_model(ctx.model_head if ctx.model_head != "auto" else "linear")
+        self.net = branch_net(ctx, ctx.model_head if ctx.model_head != "auto" else "linear", params.branch_blocks)
         self.neck_r = copy.deepcopy(self.net.neck)
         self.classifier_r = fresh_head(self.net.classifier, self.net.feat_dim, ctx.num_classes)
         self._stochastic = params.adaptor == "beta"

@@ -14,18 +14,32 @@ Reading of §3.2 ("Data Balanced Review", Eq. 2–4, Figure 1). Classes are sort
   count of the most frequent rare class; rare classes kept whole (Eq. 2). Sampler
   ``balanced_review``: each epoch a permutation of D̂.
 - Stage-2 loss: BFS (``ltsearch.losses.bfs``: α·CB-focal + (1 − α)·balanced softmax, α = 0.1
-  by default, §4.3) over the class counts of D̂, the set it is trained on; with weight decay
-  λ‖θ‖² on the new layer (Eq. 14–17: ``stage2_weight_decay``, the searched parameter; BWLM takes
-  λ from Alshammari et al. 2022 without stating it). ``stage2_loss: ce`` gives the paper's CE / CEW
-  rows; BFS with α = 1 / α = 0 gives CB(W) / BS(W) (Table 2).
-- The paper trains with batch size 64, SGD momentum 0.9, cosine decay from lr 0.01 (§4.2).
+  by default, §4.3), with weight decay λ‖θ‖² on the new layer (Eq. 14–17: ``stage2_weight_decay``,
+  the searched parameter; BWLM takes λ from Alshammari et al. 2022 without stating it).
+  ``stage2_loss: ce`` gives the paper's CE / CEW rows; BFS with α = 1 / α = 0 gives CB(W) / BS(W)
+  (Table 2). The CB weights are Eq. 5's raw (1 − β)/(1 − β^{n_j}) (``bfs_normalize: true``: Cui
+  et al.'s sum-to-C weights, see the loss). n_j in Eq. 5 and Eq. 9 is "the number of samples in
+  class j" of the long-tailed training set D (§3.1), so ``bfs_counts: train`` (default) uses D's
+  counts even though stage 2 trains on D̂; ``bfs_counts: review`` uses D̂'s (Eq. 2) instead — the
+  reading ltsearch had before, where balanced softmax corrects for the prior of the set it is
+  trained on.
+- Stage-2 recipe (§4.2: "batch size of 64 ... SGD momentum 0.9 ... cosine ... from 0.01 to 0"):
+  ``stage2_lr`` 0.01, ``stage2_batch_size`` 64, ``stage2_momentum`` 0.9, ``stage2_optimizer`` sgd,
+  cosine, no warm-up — by default, whatever stage 1's optimiser is (set them to null to inherit
+  the spec's ``optim``). §4.2 gives the same recipe for the whole run; stage-2 epochs are not stated
+  (10, Kang et al.'s classifier re-training length).
+- With few classes the common half is a large share of the problem: on 10 classes stage 1 never
+  sees 5 of them (on Fashion-MNIST-LT that costs about 9 points against ``stage1_data: all``).
+  That is the paper's design and stays the default; :meth:`BWLM.notices` says so when C ≤ 20.
 
 Parameters: ``stage1_data`` (head | all), ``stage2_loss`` (bfs | ce), ``bfs_alpha`` (0.1),
-``bfs_beta`` (0.9999), ``bfs_gamma`` (1.0), and those of ``ltsearch.methods.two_stage``.
+``bfs_beta`` (0.9999), ``bfs_gamma`` (1.0), ``bfs_normalize`` (false), ``bfs_counts`` (train |
+review), and those of ``ltsearch.methods.two_stage`` (with the stage-2 defaults above).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar, Literal, Sequence
 
 import torch
@@ -33,10 +47,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ltsearch.data.samplers import Sampler
 from ltsearch.losses import build_loss
-from ltsearch.methods.base import MethodContext, Stream
-from ltsearch.methods.base import TrainSet
+from ltsearch.methods.base import MethodContext, Plan, Stream, TrainSet
 from ltsearch.methods.two_stage import REPRESENTATION, TwoStage, TwoStageParams, reinit_head
 from ltsearch.registry import METHODS, SAMPLERS
+from ltsearch.spec import OptimSpec
 
 
 def review_counts(class_counts: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -91,6 +105,9 @@ class BalancedReviewSampler(_SubsetSampler):
         return torch.sort(torch.cat(keep)).values
 
 
+SMALL_C = 20  # classes: at or below this, BWLM.notices points out what stage 1 leaves out
+
+
 class BwlmParams(TwoStageParams):
     model_config = ConfigDict(extra="forbid")
     stage1_data: Literal["head", "all"] = "head"
@@ -98,7 +115,13 @@ class BwlmParams(TwoStageParams):
     bfs_alpha: float = Field(0.1, ge=0, le=1)
     bfs_beta: float = Field(0.9999, ge=0, lt=1)
     bfs_gamma: float = Field(1.0, ge=0)
+    bfs_normalize: bool = False
+    bfs_counts: Literal["train", "review"] = "train"
     stage2_sampler: str = "balanced_review"
+    stage2_lr: float | None = Field(0.01, gt=0)
+    stage2_batch_size: int | None = Field(64, ge=1)
+    stage2_momentum: float | None = Field(0.9, ge=0, lt=1)
+    stage2_optimizer: Literal["sgd", "adam", "adamw"] | None = "sgd"
 
 
 @METHODS.register("bwlm")
@@ -106,17 +129,28 @@ class BWLM(TwoStage):
     Params: ClassVar[type[BaseModel]] = BwlmParams
     name = "bwlm"
 
+    @classmethod
+    def plan(cls, params: BwlmParams, optim: OptimSpec) -> Plan:
+        return dataclasses.replace(super().plan(params, optim), loss=params.stage2_loss)  # the loss BWLM is about
+
     def __init__(self, params: BwlmParams, ctx: MethodContext):
         super().__init__(params, ctx)
         p = params
-        self.loss_fn = build_loss("ce", ctx.class_counts)
         _, self.review = review_counts(ctx.class_counts)
-        stage2_counts = self.review if p.stage2_sampler == "balanced_review" else ctx.class_counts
         if p.stage2_loss == "bfs":
-            self.loss2 = build_loss("bfs", stage2_counts, where="experiment.method",
-                                    alpha=p.bfs_alpha, beta=p.bfs_beta, gamma=p.bfs_gamma)
+            counts = ctx.class_counts if p.bfs_counts == "train" else self.review
+            self.loss2 = build_loss("bfs", counts, where="experiment.method", alpha=p.bfs_alpha, beta=p.bfs_beta,
+                                    gamma=p.bfs_gamma, normalize=p.bfs_normalize)
         else:
-            self.loss2 = build_loss("ce", stage2_counts)
+            self.loss2 = build_loss("ce", ctx.class_counts)
+
+    @classmethod
+    def notices(cls, params: BaseModel, class_counts: Sequence[int]) -> list[str]:
+        c = len(class_counts)
+        if getattr(params, "stage1_data", "all") != "head" or c > SMALL_C:
+            return []
+        return [f"bwlm: stage 1 trains on the {len(review_counts(class_counts)[0])} most frequent of {c} classes "
+                "(the paper's design); stage1_data: all trains on every class"]
 
     def stage1_identity(self) -> dict[str, Any]:
         ident = super().stage1_identity()  # "all" is plain CE stage 1: shared with crt / lws / tau_norm
@@ -133,7 +167,7 @@ class BWLM(TwoStage):
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         if self.stage == REPRESENTATION:
-            return self.stage1_step(batch, self.loss_fn)
+            return self.stage1_step(batch, self.stage1_loss_fn)
         x, y = batch["main"]["weak"], batch["main"]["y"]
         return {"loss": self.loss2(self.net.classifier(self.frozen_features(x)), y)}
 

@@ -1,9 +1,10 @@
 """``crt``: classifier re-training (Kang et al. 2020, "Decoupling Representation and Classifier for
 Long-Tailed Recognition").
 
-Stage 1 trains the network with plain cross-entropy and instance-balanced sampling; stage 2
+Stage 1 trains the network with ``stage1_loss`` (plain cross-entropy by default, as Kang et al.;
+GLAG Table 6 swaps in GraLoss or the logit-adjusted loss) and instance-balanced sampling; stage 2
 re-initialises the classifier and trains it alone on the frozen features with class-balanced
-sampling (Kang et al.: 10 epochs, cosine learning rate). Parameters: those of
+sampling and cross-entropy (Kang et al.: 10 epochs, cosine learning rate). Parameters: those of
 ``ltsearch.methods.two_stage``.
 """
 
@@ -35,7 +36,7 @@ class CRT(TwoStage):
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         if self.stage == REPRESENTATION:
-            return self.stage1_step(batch, self.loss_fn)
+            return self.stage1_step(batch, self.stage1_loss_fn)
         x, y = batch["main"]["weak"], batch["main"]["y"]
         return {"loss": self.loss_fn(self.net.classifier(self.frozen_features(x)), y)}
 

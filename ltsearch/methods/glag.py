@@ -27,10 +27,15 @@ Generator (AFG). Choices where the paper is silent or ambiguous:
   square root (eigendecomposition), which copes with rank-deficient few-shot covariances.
 - Real samples come from ``stage2_sampler`` (instance: the real data as it is; generation does the
   balancing). "The generated samples are mixed up with real training samples" is read as mixed into
-  the batches (not mixup): each step appends an equal share of the epoch's shuffled generated pool.
-- Memory and time grow with C·D² (class covariances, one eigendecomposition per tail sample per
-  epoch): meant for CIFAR-scale features (D = 64); 2048-d ImageNet features would need a low-rank
-  or diagonal covariance.
+  the batches (not mixup): each step appends an equal share of the epoch's shuffled generated features.
+- Scale (``ltsearch.methods.afg``): with exact covariances, memory and time grow with C·D² (class
+  covariances, one eigendecomposition per tail sample per epoch; 16.8 GB of covariances for
+  ImageNet-LT at D = 2048, 137 GB for iNaturalist). ``afg_cov: lowrank`` keeps the top ``afg_rank``
+  (32) eigenvectors of each class covariance plus an isotropic residual and samples the calibrated
+  Gaussian as a sum of independent Gaussians, never forming a D×D matrix; ``auto`` (default) uses
+  the exact form when :func:`ltsearch.methods.afg.afg_memory` estimates it within ``afg_memory_gb``
+  (2 GB: CIFAR), else the low-rank one. The generated features are drawn step by step from a
+  shuffled epoch plan, never held for a whole epoch.
 - Adaptive β (one per tail class, start ``beta_init`` = 0.6, §5.1; §5.3 says 0.4): after each
   stage-2 epoch, a tail class whose accuracy rose since the previous epoch gets β += ``beta_step``,
   one whose accuracy fell gets β −= ``beta_step``, clipped to [0, 1]. The paper states only the
@@ -44,9 +49,14 @@ Generator (AFG). Choices where the paper is silent or ambiguous:
   generated samples do not have); α follows the GraLoss schedule over stage-2 progress ("the α in
   Eq. 11 is set the same as that in GraLoss"); T = ``kd_temperature`` (not given; 1).
 
-Table 7's components switch with ``graloss`` (false: CE in stage 1), ``afg`` (false: no generated
-features), ``adaptive_beta`` (false: β stays ``beta_init``) and ``kd``; the "stage one only" rows
-are ``stage2_epochs: 0``: stage 2 never begins and the stage-1 network (its classifier h₁) is tested.
+Table 7's components switch with ``stage1_loss`` (``gra``, the default; ``ce``; ``logit_adjust``
+for its "Logitloss" rows — τ is not stated, ``stage1_loss_params: {tau: 1.0}`` is the Table 1 row
+closest to Table 7's), ``afg`` (false: no generated features), ``adaptive_beta`` (false: β stays
+``beta_init``) and ``kd``; the "stage one only" rows are ``stage2_epochs: 0``: stage 2 never begins
+and the stage-1 network (its classifier h₁) is tested. ``graloss`` is shorthand kept from before
+``stage1_loss`` existed: ``graloss: true`` = ``stage1_loss: gra`` with ``gra_s`` / ``gra_c`` /
+``gra_form`` (the GraLoss parameters, which also drive the KD weight), ``graloss: false`` =
+``stage1_loss: ce``; given together they must agree. After validation both are set consistently.
 """
 
 from __future__ import annotations
@@ -57,9 +67,10 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ltsearch.losses import build_loss
+from ltsearch.methods.afg import FeatureGenerator, choose_mode
+from ltsearch.methods.afg import calibrate, class_stats, support_sets  # noqa: F401  (public helpers, re-exported)
 from ltsearch.methods.base import MethodContext, Stage, TrainSet, TrainStats
 from ltsearch.methods.two_stage import CLASSIFIER, REPRESENTATION, TwoStage, TwoStageParams, reinit_head
 from ltsearch.registry import METHODS
@@ -85,6 +96,28 @@ class GlagParams(TwoStageParams):
     kd_temperature: float = Field(1.0, gt=0)
     stage2_epochs: int = epochs_field(40)
     stage2_sampler: str = "instance"
+    stage1_loss: str | None = None  # None: from graloss (gra, or ce when graloss is false)
+    afg_cov: Literal["auto", "exact", "lowrank"] = "auto"
+    afg_rank: int = Field(32, ge=1)
+    afg_memory_gb: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _resolve_stage1_loss(self) -> "GlagParams":
+        if self.stage1_loss is not None and "graloss" in self.model_fields_set \
+                and self.graloss != (self.stage1_loss == "gra"):
+            raise ValueError(f"graloss: {self.graloss} contradicts stage1_loss: {self.stage1_loss} "
+                             "(graloss is shorthand for stage1_loss: gra; give one of them)")
+        name = self.stage1_loss or ("gra" if self.graloss else "ce")
+        if name == "gra" and {"s", "c", "form"} & set(self.stage1_loss_params):
+            raise ValueError("stage1_loss_params: GraLoss takes its parameters from gra_s, gra_c, gra_form")
+        self.stage1_loss, self.graloss = name, name == "gra"
+        return self
+
+    def stage1_loss_spec(self) -> tuple[str, dict[str, Any]]:
+        name = self.stage1_loss or ("gra" if self.graloss else "ce")
+        if name == "gra":
+            return name, {"s": self.gra_s, "c": self.gra_c, "form": self.gra_form, **self.stage1_loss_params}
+        return name, dict(self.stage1_loss_params)
 
 
 def tukey(x: torch.Tensor, lam: float) -> torch.Tensor:
@@ -96,54 +129,10 @@ def tukey(x: torch.Tensor, lam: float) -> torch.Tensor:
     return x.sign() * x.abs().pow(lam)
 
 
-def class_stats(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class mean (C, D) and covariance (C, D, D), 1/(N_k − 1) (Eq. 5–6); zero for N_k ≤ 1."""
-    d = x.shape[1]
-    mu, cov = x.new_zeros(num_classes, d), x.new_zeros(num_classes, d, d)
-    for k in range(num_classes):
-        xk = x[y == k]
-        if len(xk):
-            mu[k] = xk.mean(0)
-        if len(xk) > 1:
-            c = xk - mu[k]
-            cov[k] = c.t() @ c / (len(xk) - 1)
-    return mu, cov
-
-
-def support_sets(xh: torch.Tensor, mu: torch.Tensor, counts: torch.Tensor, cls: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For samples ``xh`` (n, D) of class ``cls``: the ``k`` nearest classes with more training
-    samples (Eq. 7) as indices (n, k') and weights ω_j = N_j / d_ij (Eq. 10); k' = 0 if none."""
-    cand = torch.nonzero(counts > counts[cls]).flatten()
-    if len(cand) == 0:
-        return xh.new_zeros(len(xh), 0, dtype=torch.long), xh.new_zeros(len(xh), 0)
-    d = torch.cdist(xh, mu[cand])
-    top = d.topk(min(k, len(cand)), dim=1, largest=False)
-    idx = cand[top.indices]
-    return idx, counts[idx].to(xh.dtype) / top.values.clamp_min(1e-12)
-
-
-def calibrate(xh: torch.Tensor, own_cov: torch.Tensor, mu: torch.Tensor, cov: torch.Tensor, idx: torch.Tensor,
-              w: torch.Tensor, beta: float, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Calibrated means (n, D) and covariances (n, D, D) of Eq. 8–9."""
-    wn = w / w.sum(1, keepdim=True)
-    m = (wn[..., None] * mu[idx]).sum(1)
-    s = (wn[..., None, None] * cov[idx]).sum(1)
-    return (1 - beta) * xh + beta * m, (1 - beta) ** 2 * own_cov + beta ** 2 * s + gamma
-
-
 def adapt_beta(beta: torch.Tensor, acc: torch.Tensor, prev: torch.Tensor, tail: torch.Tensor, step: float) -> torch.Tensor:
     """β_c ± step for tail classes whose accuracy rose / fell since the previous epoch, in [0, 1]."""
     move = torch.nan_to_num(torch.sign(acc - prev), nan=0.0) * tail.to(beta.dtype)
     return (beta + step * move).clamp(0.0, 1.0)
-
-
-def sample_gaussians(mean: torch.Tensor, cov: torch.Tensor, n: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """``n[i]`` draws from N(mean[i], cov[i]) for each i, stacked; covariances may be singular."""
-    evals, evecs = torch.linalg.eigh(cov.double())
-    root = (evecs * evals.clamp_min(0).sqrt()[:, None, :]).to(mean.dtype)  # root @ rootᵀ = cov
-    rows = torch.repeat_interleave(torch.arange(len(mean), device=mean.device), n.to(mean.device))
-    eps = torch.randn(len(rows), mean.shape[1], generator=g).to(mean.device, mean.dtype)
-    return mean[rows] + (root[rows] @ eps[..., None]).squeeze(-1)
 
 
 @METHODS.register("glag")
@@ -155,9 +144,6 @@ class GLAG(TwoStage):
     def __init__(self, params: GlagParams, ctx: MethodContext):
         super().__init__(params, ctx)
         p = params
-        self.stage1_loss_name = "gra" if p.graloss else "ce"
-        gra = {"s": p.gra_s, "c": p.gra_c, "form": p.gra_form} if p.graloss else {}
-        self.loss_fn = build_loss(self.stage1_loss_name, ctx.class_counts, where="experiment.method", **gra)
         self.schedule = gra_schedule(s=p.gra_s, c=p.gra_c, form=p.gra_form)
         self.head2 = nn.Linear(self.net.feat_dim, ctx.num_classes)
         self.head2.requires_grad_(False)
@@ -167,16 +153,10 @@ class GLAG(TwoStage):
         self.register_buffer("beta", torch.full((ctx.num_classes,), p.beta_init))
         self.register_buffer("prev_acc", torch.full((ctx.num_classes,), math.nan))
         self.kd_alpha = 0.0
-        self._stats: tuple[torch.Tensor, ...] | None = None
-        self._pool: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._chunk, self._cursor, self._batch = 0, 0, ctx.optim.batch_size
-
-    def stage1_identity(self) -> dict[str, Any]:
-        p = self.params
-        ident = super().stage1_identity()
-        if p.graloss:
-            ident.update(s=p.gra_s, c=p.gra_c, form=p.gra_form)
-        return ident
+        self.afg_mode = choose_mode(p.afg_cov, ctx.class_counts, self.net.feat_dim, p.afg_rank, p.afg_memory_gb,
+                                    p.head_threshold, p.support_k)
+        self._afg: FeatureGenerator | None = None
+        self._chunk, self._batch = 0, ctx.optim.batch_size
 
     def begin_stage(self, stage: Stage, train: TrainSet) -> None:
         self._batch = stage.optim.batch_size
@@ -189,10 +169,12 @@ class GLAG(TwoStage):
             self.beta.fill_(self.params.beta_init)
             self.prev_acc.fill_(math.nan)
         if self.params.afg:
+            p = self.params
             feats, y = self.train_features(train)
-            xh = tukey(feats, self.params.tukey_lambda)
-            mu, cov = class_stats(xh, y, self.ctx.num_classes)
-            self._stats = (xh, y, mu, cov)
+            xh = tukey(feats, p.tukey_lambda)
+            del feats
+            self._afg = FeatureGenerator(xh, y, self.ctx.class_counts, self.is_head, p.support_k, p.gamma,
+                                         self.afg_mode, p.afg_rank)
 
     def trainable_parameters(self, stage: Stage) -> list[nn.Parameter]:
         if stage.name == REPRESENTATION:
@@ -200,46 +182,30 @@ class GLAG(TwoStage):
         return list(self.head2.parameters())
 
     # ---------------------------------------------------------------- generation
+    def start_generation(self, epoch: int) -> None:
+        """The epoch's generation plan, seeded by trial seed and epoch (a resumed epoch redraws the same)."""
+        assert self._afg is not None
+        seed = self.ctx.seed * 1_000_003 + 7919 * (epoch + 1)
+        dev = self._afg.mu.device
+        self._afg.start_epoch(self.beta, torch.Generator().manual_seed(seed),
+                              torch.Generator(device=dev).manual_seed(seed + 1))
+
     def generate(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One epoch's pool of generated (transformed) features and labels, shuffled."""
-        assert self._stats is not None
-        xh, y, mu, cov = self._stats
-        p = self.params
-        g = torch.Generator().manual_seed(self.ctx.seed * 1_000_003 + 7919 * (epoch + 1))
-        counts = self.counts.to(xh.device)
-        n_max = int(counts.max())
-        xs, ys = [], []
-        for c in range(self.ctx.num_classes):
-            need = n_max - int(counts[c])
-            if need <= 0:
-                continue
-            xc = xh[y == c]
-            idx, w = support_sets(xc, mu, counts, c, p.support_k)
-            if bool(self.is_head[c]) or idx.shape[1] == 0:
-                drawn = sample_gaussians(mu[c:c + 1], cov[c:c + 1], torch.tensor([need]), g)
-            else:
-                beta = float(self.beta[c])
-                means, covs = calibrate(xc, cov[c], mu, cov, idx, w, beta, p.gamma)
-                share = torch.full((len(xc),), need // len(xc))
-                share[torch.randperm(len(xc), generator=g)[: need % len(xc)]] += 1
-                drawn = sample_gaussians(means, covs, share, g)
-            xs.append(drawn)
-            ys.append(torch.full((len(drawn),), c, dtype=torch.long, device=xh.device))
-        if not xs:
-            return xh.new_zeros(0, xh.shape[1]), torch.zeros(0, dtype=torch.long, device=xh.device)
-        x, yy = torch.cat(xs), torch.cat(ys)
-        perm = torch.randperm(len(x), generator=g).to(x.device)
-        return x[perm], yy[perm]
+        """All of one epoch's generated (transformed) features and labels, in plan order (for
+        inspection; training draws them step by step)."""
+        self.start_generation(epoch)
+        assert self._afg is not None
+        return self._afg.take(self._afg.plan_size)
 
     def on_epoch_start(self, epoch: int, progress: float) -> None:
         if self.stage == REPRESENTATION:
-            self.loss_fn.set_progress(progress)
+            super().on_epoch_start(epoch, progress)
             return
         self.kd_alpha = float(self.schedule(progress)) if self.params.kd else 0.0
-        if self.params.afg and self._stats is not None:
-            self._pool = self.generate(epoch)
+        if self.params.afg and self._afg is not None:
+            self.start_generation(epoch)
             steps = max(math.ceil(sum(self.ctx.class_counts) / self._batch), 1)
-            self._chunk, self._cursor = math.ceil(len(self._pool[0]) / steps), 0
+            self._chunk = math.ceil(self._afg.plan_size / steps)
 
     def on_epoch_end(self, epoch: int, stats: TrainStats | None) -> None:
         if self.stage != CLASSIFIER or not (self.params.afg and self.params.adaptive_beta) or stats is None:
@@ -251,21 +217,18 @@ class GLAG(TwoStage):
 
     def schedule_values(self, progress: float) -> dict[str, float]:
         if self.stage == REPRESENTATION:
-            return {"gra_strength": float(getattr(self.loss_fn, "alpha", 0.0))}
+            return {"gra_strength": float(getattr(self.stage1_loss_fn, "alpha", 0.0))}
         return {"gra_strength": self.kd_alpha, "kd_on": float(self.params.kd)}
 
     # ---------------------------------------------------------------- steps
     def next_generated(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self._pool is None or self._chunk == 0:
+        if self._afg is None or self._chunk == 0:
             return None
-        x, y = self._pool
-        take = torch.arange(self._cursor, self._cursor + self._chunk, device=x.device) % len(x)
-        self._cursor += self._chunk
-        return x[take], y[take]
+        return self._afg.take(self._chunk)
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         if self.stage == REPRESENTATION:
-            return self.stage1_step(batch, self.loss_fn)
+            return self.stage1_step(batch, self.stage1_loss_fn)
         x, y = batch["main"]["weak"], batch["main"]["y"]
         f = self.frozen_features(x)
         xs, ys = tukey(f, self.params.tukey_lambda), y

@@ -1,6 +1,6 @@
 """``lws``: learnable weight scaling (Kang et al. 2020, "Decoupling Representation and Classifier").
 
-Stage 1 as in ``crt`` (cross-entropy, instance-balanced). Stage 2 keeps the stage-1 classifier
+Stage 1 as in ``crt`` (``stage1_loss``, cross-entropy by default; instance-balanced). Stage 2 keeps the stage-1 classifier
 h(f) = W f + b frozen and learns one scale per class, z_i = f_i · h_i(f) (the scale multiplies
 the logit, bias included, as in Kang et al.'s code; equivalently W̃_i = f_i·W_i, b̃_i = f_i·b_i),
 with class-balanced sampling; the scales start at 1. Parameters: those of
@@ -40,7 +40,7 @@ class LWS(TwoStage):
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         if self.stage == REPRESENTATION:
-            return self.stage1_step(batch, self.loss_fn)
+            return self.stage1_step(batch, self.stage1_loss_fn)
         x, y = batch["main"]["weak"], batch["main"]["y"]
         return {"loss": self.loss_fn(self.net.classifier(self.frozen_features(x)) * self.scales, y)}
 

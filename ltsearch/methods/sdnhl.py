@@ -1,10 +1,12 @@
 """``sdnhl``: Strong-weak Dual-branch Network with Hard-aware Loss (Zhang & Ye).
 
 Architecture (the paper's figure is not available; we follow BBN, which it builds on): both
-branches share the body; each has its own neck (last stage + pooling) and classifier. The weak
-branch is ``net`` (the standard augmentation, view ``weak``), the strong branch gets the ``strong``
-view (colour distortion p=0.8, grayscale p=0.2, blur p=0.5). ``share_neck: true`` shares the whole
-backbone and keeps only two classifiers.
+branches share the backbone except its last ``branch_blocks`` residual blocks (+ pooling; default
+1, BBN's split — see ``ltsearch.methods.bbn``; ``null``: the whole last stage) and have their own
+classifiers. The weak branch is ``net`` (the standard augmentation, view ``weak``), the strong
+branch gets the ``strong`` view (colour distortion p=0.8, grayscale p=0.2, blur p=0.5).
+``share_neck: true`` shares the whole backbone (``branch_blocks`` then has no effect) and keeps
+only two classifiers.
 
 Loss (Sec. 2.1), with P = softmax of each branch's logits and KL = KL(P_s ‖ P_w), a batch mean:
 
@@ -64,7 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, class_balanced_weights
 from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream, TrainStats, present
-from ltsearch.methods.bbn import fresh_head
+from ltsearch.methods.bbn import branch_net, fresh_head
 from ltsearch.models import NormedLinear
 from ltsearch.registry import METHODS
 from ltsearch.schedules import build_schedule
@@ -91,6 +93,7 @@ class SDNHLParams(BaseModel):
     max_m: float = Field(0.5, gt=0)
     s: float = Field(30.0, gt=0)
     share_neck: bool = False
+    branch_blocks: int | None = Field(1, ge=1)
     inference: Literal["average", "weak", "strong"] = "average"
 
     @model_validator(mode="after")
@@ -125,7 +128,8 @@ class SDNHL(Method):
 
     def __init__(self, params: SDNHLParams, ctx: MethodContext):
         super().__init__(params, ctx)
-        self.net = ctx.build_model(ctx.model_head if ctx.model_head != "auto" else "normed")
+        head = ctx.model_head if ctx.model_head != "auto" else "normed"
+        self.net = ctx.build_model(head) if params.share_neck else branch_net(ctx, head, params.branch_blocks)
         self.neck_s = self.net.neck if params.share_neck else copy.deepcopy(self.net.neck)
         self.classifier_s = fresh_head(self.net.classifier, self.net.feat_dim, ctx.num_classes)
         self.scale = params.s if isinstance(self.net.classifier, NormedLinear) else 1.0

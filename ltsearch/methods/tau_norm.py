@@ -1,11 +1,12 @@
 """``tau_norm``: τ-normalised classifier (Kang et al. 2020, "Decoupling Representation and Classifier").
 
-Stage 1 as in ``crt`` (cross-entropy, instance-balanced). Stage 2 is post-hoc and has no epochs:
+Stage 1 as in ``crt`` (``stage1_loss``, cross-entropy by default; instance-balanced). Stage 2 is post-hoc and has no epochs:
 each class's weight vector of the stage-1 classifier is rescaled, w̃_i = w_i / ‖w_i‖^τ
 (τ = 1: unit norms, τ = 0: unchanged). Kang et al. drop the classifier's bias for τ-norm;
 ``keep_bias: true`` keeps it. The rescaling is applied in ``predict`` once stage 2 has begun, so
 stage 1's records are the plain classifier's (and stage 1 is shared across τ values).
-Parameters: ``tau`` (1.0), ``keep_bias`` (false), ``stage1_sampler``, ``stage1_from``.
+Parameters: ``tau`` (1.0), ``keep_bias`` (false), ``stage1_loss`` / ``stage1_loss_params``,
+``stage1_sampler``, ``stage1_from``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from ltsearch.losses import build_loss
-from ltsearch.methods.base import MethodContext, TrainSet
+from ltsearch.methods.base import TrainSet
 from ltsearch.methods.two_stage import CLASSIFIER, REPRESENTATION, TwoStage, TwoStageParams
 from ltsearch.models.heads import head_weight
 from ltsearch.registry import METHODS
@@ -42,16 +42,12 @@ class TauNorm(TwoStage):
     name = "tau_norm"
     posthoc_stage2 = True
 
-    def __init__(self, params: TauNormParams, ctx: MethodContext):
-        super().__init__(params, ctx)
-        self.loss_fn = build_loss("ce", ctx.class_counts)
-
     def setup_classifier(self, train: TrainSet) -> None:
         pass  # post-hoc: predict() rescales the stage-1 classifier from here on
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         if self.stage == REPRESENTATION:
-            return self.stage1_step(batch, self.loss_fn)
+            return self.stage1_step(batch, self.stage1_loss_fn)
         raise RuntimeError("tau_norm has no stage-2 training")
 
     def classifier_logits(self, f: torch.Tensor) -> torch.Tensor:

@@ -9,10 +9,17 @@ from ``optim`` and the ``stage2_*`` parameters. The stage-1 result is offered fo
 The identity of stage 1 is its recipe (:meth:`stage1_identity`), not the method's name, so e.g.
 cRT, LWS and τ-norm sweeps with the same data, model, seed and optimiser share one network.
 
-Parameters (all methods): ``stage2_epochs``, ``stage2_lr`` / ``stage2_batch_size`` /
-``stage2_weight_decay`` / ``stage2_momentum`` (None: the spec's ``optim`` value), ``stage2_warmup``
-(0), ``stage2_lr_schedule`` (cosine, no milestones), ``stage1_sampler`` (instance),
-``stage2_sampler``, ``stage1_from``.
+Stage 1's loss is ``stage1_loss`` (any registered loss, default ``ce`` as in Kang et al.) with
+``stage1_loss_params`` (its parameters, e.g. ``{tau: 1.0}`` for ``logit_adjust``, ``{s: 1.0, c: 2.0}``
+for GLAG's ``gra``); a loss that depends on training progress (``gra``) is given stage-1 progress
+every epoch. It is part of stage 1's identity (name and every parameter, defaults filled in), so a
+cRT trial with a GraLoss stage 1 shares its network with GLAG's. (Losses that learn from per-class
+accuracy, ``hard_aware``, get no accuracy updates in stage 1.)
+
+Parameters (all methods): ``stage1_loss`` / ``stage1_loss_params``, ``stage2_epochs``,
+``stage2_lr`` / ``stage2_batch_size`` / ``stage2_weight_decay`` / ``stage2_momentum`` /
+``stage2_optimizer`` (None: the spec's ``optim`` value), ``stage2_warmup`` (0), ``stage2_lr_schedule`` (cosine, no milestones),
+``stage1_sampler`` (instance), ``stage2_sampler``, ``stage1_from``.
 
 ``stage2_epochs: 0`` skips stage 2 entirely (the loop never begins it): the trial reports the
 stage-1 network as it is, its own classifier included (GLAG's "stage one only" rows). τ-norm's
@@ -28,9 +35,10 @@ import torch
 import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ltsearch.losses import build_loss, check_loss_params, resolved_loss_params
 from ltsearch.methods.base import Method, MethodContext, Plan, Stage, StageReuse, Stream, TrainSet
 from ltsearch.models.heads import NormedLinear
-from ltsearch.registry import SAMPLERS
+from ltsearch.registry import LOSSES, SAMPLERS
 from ltsearch.spec import OptimSpec, epochs_field
 
 REPRESENTATION, CLASSIFIER = "representation", "classifier"
@@ -45,15 +53,29 @@ class TwoStageParams(BaseModel):
     stage2_momentum: float | None = Field(None, ge=0, lt=1)
     stage2_warmup: int = epochs_field(0)
     stage2_lr_schedule: Literal["step", "cosine", "constant"] = "cosine"
+    stage2_optimizer: Literal["sgd", "adam", "adamw"] | None = None
     stage1_sampler: str = "instance"
     stage2_sampler: str = "class_balanced"
     stage1_from: str | None = None
+    stage1_loss: str = "ce"
+    stage1_loss_params: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _samplers(self) -> "TwoStageParams":
         for key in ("stage1_sampler", "stage2_sampler"):
             SAMPLERS.get(getattr(self, key), where=f"experiment.method.{key}")
         return self
+
+    @model_validator(mode="after")
+    def _stage1_loss(self) -> "TwoStageParams":
+        name, params = self.stage1_loss_spec()
+        LOSSES.get(name, where="experiment.method.stage1_loss")
+        check_loss_params(name, params, where="experiment.method.stage1_loss_params")
+        return self
+
+    def stage1_loss_spec(self) -> tuple[str, dict[str, Any]]:
+        """(loss name, its parameters) of stage 1."""
+        return self.stage1_loss, dict(self.stage1_loss_params)
 
 
 def stage2_optim(base: OptimSpec, p: TwoStageParams) -> OptimSpec:
@@ -63,6 +85,8 @@ def stage2_optim(base: OptimSpec, p: TwoStageParams) -> OptimSpec:
     for key in ("lr", "batch_size", "weight_decay", "momentum"):
         if getattr(p, f"stage2_{key}") is not None:
             update[key] = getattr(p, f"stage2_{key}")
+    if p.stage2_optimizer is not None:
+        update["name"] = p.stage2_optimizer
     return base.model_copy(update=update)
 
 
@@ -88,7 +112,6 @@ class TwoStage(Method):
     stage-2 parts of :meth:`training_step` / :meth:`predict`."""
 
     Params: ClassVar[type[BaseModel]] = TwoStageParams
-    stage1_loss_name: ClassVar[str] = "ce"
     posthoc_stage2: ClassVar[bool] = False  # stage 2 adjusts the model without training (τ-norm)
     schedules: ClassVar[tuple[str, ...]] = ()
 
@@ -96,6 +119,9 @@ class TwoStage(Method):
         super().__init__(params, ctx)
         self.net = ctx.build_model(ctx.model_head if ctx.model_head != "auto" else "linear")
         self.stage = REPRESENTATION
+        name, loss_params = params.stage1_loss_spec()
+        self.stage1_loss_fn = build_loss(name, ctx.class_counts, where="experiment.method.stage1_loss_params",
+                                         **loss_params)
 
     # ---------------------------------------------------------------- stages
     @classmethod
@@ -103,7 +129,7 @@ class TwoStage(Method):
         """Stage 1 with the spec's optimiser, stage 2 with its own; behaviour changes at stage 2."""
         stage2 = Stage(CLASSIFIER, params.stage2_epochs, stage2_optim(optim, params), posthoc=cls.posthoc_stage2)
         return Plan((Stage(REPRESENTATION, optim.epochs, optim), stage2), switches=(optim.epochs,),
-                    schedules=cls.schedules)
+                    schedules=cls.schedules, loss=params.stage1_loss_spec()[0])
 
     def begin_stage(self, stage: Stage, train: TrainSet) -> None:
         self.stage = stage.name
@@ -119,9 +145,12 @@ class TwoStage(Method):
         raise NotImplementedError
 
     def stage1_identity(self) -> dict[str, Any]:
-        """What stage 1 depends on besides data, model, seed and optimiser."""
-        return {"loss": self.stage1_loss_name, "sampler": self.params.stage1_sampler,
-                "head": self.ctx.model_head}
+        """What stage 1 depends on besides data, model, seed and optimiser: its loss (name and every
+        parameter, defaults filled in; plain CE has none, so its identity is unchanged), sampler, head."""
+        name, params = self.params.stage1_loss_spec()
+        ident = {"loss": name, "sampler": self.params.stage1_sampler, "head": self.ctx.model_head}
+        full = resolved_loss_params(name, params)
+        return {**ident, "loss_params": full} if full else ident
 
     def stage_reuse(self, stage: Stage) -> StageReuse | None:
         if stage.name != REPRESENTATION:
@@ -134,6 +163,10 @@ class TwoStage(Method):
             self.net.body.eval()
             self.net.neck.eval()
         return self
+
+    def on_epoch_start(self, epoch: int, progress: float) -> None:
+        if self.stage == REPRESENTATION:
+            self.stage1_loss_fn.set_progress(progress)
 
     def streams(self, epoch: int) -> dict[str, Stream]:
         p = self.params

@@ -36,11 +36,18 @@ def head_weight(head: nn.Module) -> torch.Tensor:
     return head.weight  # type: ignore[return-value]
 
 
+class Stage(nn.Sequential):
+    """The residual blocks of one stage, in order (a plain ``nn.Sequential``: same state-dict keys).
+    Marks where :meth:`Net.split_branch` may cut a model between blocks."""
+
+
 class Net(nn.Module):
     """A classifier split where multi-branch methods need it.
 
     ``body``: everything shared (stem and early stages); ``neck``: the last stage plus pooling,
-    giving ``feat_dim`` features (BBN duplicates it per branch); ``classifier``: the head.
+    giving ``feat_dim`` features; ``classifier``: the head. A multi-branch method that shares all
+    but the last k residual blocks (BBN, SDNHL) calls :meth:`split_branch` first, so that ``neck`` is
+    exactly the part it duplicates per branch.
     """
 
     def __init__(self, body: nn.Module, neck: nn.Module, feat_dim: int, num_classes: int, head: str = "linear"):
@@ -51,6 +58,32 @@ class Net(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.neck(self.body(x))
 
+    def tail_blocks(self) -> int:
+        """How many blocks the neck holds: those of its :class:`Stage` (a ResNet's last stage), else 1
+        (a neck without a marked stage, e.g. ``small_cnn``'s last conv or ``mlp``'s last layer, is one block)."""
+        stage = _neck_stage(self.neck)
+        return 1 if stage is None else len(stage)
+
+    def split_branch(self, blocks: int | None) -> "Net":
+        """Re-partition in place: ``neck`` becomes the last ``blocks`` residual blocks plus pooling,
+        and the earlier blocks of the last stage move to the end of ``body`` (the same modules, so the
+        function computed by the network is unchanged). ``None`` or all the blocks: unchanged (the whole
+        last stage stays the neck). Returns ``self``; raises ``ValueError`` for an impossible split.
+
+        Only a split model's own state-dict keys change (``body.0.*`` the former body, ``body.1.*``
+        the shared blocks); models that are not split keep theirs."""
+        n = self.tail_blocks()
+        if blocks is None or blocks == n:
+            return self
+        if not 1 <= blocks <= n:
+            raise ValueError(f"the last stage of this model has {n} block(s); choose 1 to {n} (or null: all of it)")
+        stage = _neck_stage(self.neck)
+        assert stage is not None  # n > 1 implies a marked stage
+        shared, own = list(stage)[: n - blocks], list(stage)[n - blocks:]
+        self.body = nn.Sequential(self.body, Stage(*shared))
+        self.neck = PoolFlatten(Stage(*own))
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
@@ -58,3 +91,10 @@ class Net(nn.Module):
 class PoolFlatten(nn.Sequential):
     def __init__(self, *stages: nn.Module):
         super().__init__(*stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def _neck_stage(neck: nn.Module) -> Stage | None:
+    """The :class:`Stage` a ``PoolFlatten`` neck starts with, if any."""
+    if isinstance(neck, PoolFlatten) and len(neck) == 3 and isinstance(neck[0], Stage):
+        return neck[0]
+    return None

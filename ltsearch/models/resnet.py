@@ -1,12 +1,13 @@
 """ImageNet-style backbones from torchvision (no pretrained weights): ResNet-10, ResNet-50,
-ResNeXt-50 (32×4d). ``body`` is the stem and layers 1–3; ``neck`` is layer 4 and pooling."""
+ResNeXt-50 (32×4d). ``body`` is the stem and layers 1–3; ``neck`` is layer 4 (a ``Stage``, so BBN
+can split off its last block) and pooling."""
 
 from __future__ import annotations
 
 import torch.nn as nn
 from torchvision.models import resnet as tvr
 
-from ltsearch.models.heads import Net, PoolFlatten
+from ltsearch.models.heads import Net, PoolFlatten, Stage
 from ltsearch.registry import MODELS
 
 
@@ -14,7 +15,7 @@ def _from_torchvision(m: tvr.ResNet, num_classes: int, in_channels: int, head: s
     if in_channels != 3:
         m.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
     body = nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3)
-    return Net(body, PoolFlatten(m.layer4), m.fc.in_features, num_classes, head)
+    return Net(body, PoolFlatten(Stage(*m.layer4)), m.fc.in_features, num_classes, head)
 
 
 @MODELS.register("resnet10")

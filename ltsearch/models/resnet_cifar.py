@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ltsearch.models.heads import Net, PoolFlatten
+from ltsearch.models.heads import Net, PoolFlatten, Stage
 from ltsearch.registry import MODELS
 
 
@@ -44,9 +44,9 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> Stage:
     layers = [BasicBlock(in_planes, planes, stride)] + [BasicBlock(planes, planes) for _ in range(blocks - 1)]
-    return nn.Sequential(*layers)
+    return Stage(*layers)
 
 
 def _resnet_cifar(depth: int, num_classes: int, in_channels: int = 3, head: str = "linear", width: int = 16) -> Net:

@@ -2,7 +2,10 @@
 
 ``papers.yaml`` (shipped with the package) lists rows: id, paper, table, dataset, imbalance,
 backbone, a recipe (optimiser settings, each with its source), the method as a spec fragment, the
-reported number (accuracy or error, as printed) and many / medium / few where given.
+reported number (accuracy or error, as printed) and many / medium / few where given. A row is not
+directly comparable when it says so (``comparable: false``, the reason in its ``note``) or when its
+dataset has a caveat (``dataset_caveats``: ImageNet-LT and iNaturalist, whose augmentation and, for
+iNaturalist, test split differ from the papers'); ``--list`` and ``--compare`` print the reasons.
 
 Each row becomes one spec (:func:`row_spec`) named ``reproduce_<id>`` (``..._smoke`` under
 ``--smoke``) whose ``description`` records the row id, so ``--compare`` can map a run directory back
@@ -10,7 +13,8 @@ to its row. Rows run one after the other as separate sweeps in one Ray session (
 data, model, recipe and method, which one grid cannot express without crossing them). ``--compare``
 also matches runs that did not come from ``reproduce`` (e.g. ``runs/bbn_adaptor``): a trial matches
 a row when dataset, imbalance, backbone, method and every method parameter (defaults filled in)
-agree; the recipe is not compared but a differing one is flagged.
+agree; the recipe is not compared but a differing one is flagged, and so is a run of a list
+dataset trained at another image size than the row's (the rows use 224; ltsearch's default is 112).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import copy
 import fnmatch
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,6 +53,16 @@ class Row:
     experiment: dict[str, Any] | None = None
     comparable: bool = True
     note: str = ""
+    caveats: list[str] = field(default_factory=list)  # from papers.yaml's dataset_caveats
+
+    @property
+    def directly_comparable(self) -> bool:
+        return self.comparable and not self.caveats
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the paper's number and ltsearch's measurement are not directly comparable."""
+        return ([self.note] if not self.comparable and self.note else []) + list(self.caveats)
 
     @property
     def accuracy(self) -> float:
@@ -58,7 +72,9 @@ class Row:
 
 def load_table(path: Path = PAPERS_FILE) -> tuple[list[Row], dict[str, Any]]:
     raw = yaml.safe_load(path.read_text())
-    rows = [Row(**{**r, "table": str(r["table"])}) for r in raw["rows"]]
+    caveats = raw.get("dataset_caveats") or {}
+    rows = [Row(**{**r, "table": str(r["table"])}, caveats=[caveats[r["dataset"]]] if r["dataset"] in caveats else [])
+            for r in raw["rows"]]
     recipes = raw["recipes"]
     for r in rows:
         if r.recipe not in recipes:
@@ -178,10 +194,35 @@ class Comparison:
     medium: float | None
     few: float | None
     recipe_differs: bool = False
+    run_caveats: list[str] = field(default_factory=list)  # e.g. trained at another image size
 
     @property
     def diff(self) -> float:
         return self.measured - self.row.accuracy
+
+    @property
+    def reasons(self) -> list[str]:
+        return self.row.reasons + self.run_caveats
+
+
+def _image_size(exp: dict[str, Any]) -> int | None:
+    """The image size a trial of a list dataset (ImageNet-LT, iNaturalist) was trained at."""
+    from ltsearch.data.listfile import DEFAULT_SIZE, LIST_DATASETS
+
+    data = exp.get("data") or {}
+    if data.get("dataset") not in LIST_DATASETS:
+        return None
+    return int((data.get("options") or {}).get("size", DEFAULT_SIZE))
+
+
+def run_caveats(row: Row, recipes: dict[str, Any], exps: Sequence[dict[str, Any]]) -> list[str]:
+    """What makes these trials differ from the row beyond the row's own caveats: the image size."""
+    want = _image_size(row_experiment(row, recipes))
+    sizes = sorted({s for s in (_image_size(e) for e in exps) if s is not None and s != want})
+    if want is None or not sizes:
+        return []
+    got = ", ".join(f"{s}×{s}" for s in sizes)
+    return [f"trained at {got} px; the row (and the paper) at {want}×{want}"]
 
 
 def _run_dirs(paths: Sequence[Path]) -> list[Path]:
@@ -245,10 +286,11 @@ def compare_runs(paths: Sequence[Path], rows: Sequence[Row] | None = None,
             if sel.empty:
                 continue
             accs = sel["test_acc"].astype(float)
+            exps = [json.loads(t) for t in sel["config_json"]] if "config_json" in sel else []
             out.append(Comparison(row, str(run_dir), len(sel), float(accs.mean()),
                                   float(accs.std(ddof=1)) if len(sel) > 1 else 0.0,
                                   _mean(sel["test_many"].tolist()), _mean(sel["test_medium"].tolist()),
-                                  _mean(sel["test_few"].tolist()), differs))
+                                  _mean(sel["test_few"].tolist()), differs, run_caveats(row, recipes, exps)))
     order = {r.id: i for i, r in enumerate(rows)}
     out.sort(key=lambda c: (order[c.row.id], c.run_dir))
     return out, unmatched

@@ -42,7 +42,7 @@ def _out(line: str) -> None:
 def print_rows(rows: list[Any]) -> None:
     """One line per row (plain text, never folded): id, paper, table, data, reported, accuracy, groups, method."""
     _out(f"ltsearch/reproduce/papers.yaml: {len(rows)} rows; acc = the reported number as accuracy "
-         "(100 − error where the paper prints error); * = not directly comparable (see the note)")
+         "(100 − error where the paper prints error); * = not directly comparable (the reason in brackets)")
     w = max(len(r.id) for r in rows)
     _out(f"{'id':<{w}}  {'paper':<6} {'table':<16} {'dataset':<11} {'IF':>4} {'backbone':<9} {'reported':>10} "
          f"{'acc':>6}  {'many/med/few':<16} method")
@@ -50,8 +50,8 @@ def print_rows(rows: list[Any]) -> None:
         groups = "/".join(_f(v, 1) for v in (r.many, r.medium, r.few)) if r.many is not None else "-"
         rep = f"{r.reported:g} {'err' if r.metric == 'error' else 'acc'}"
         _out(f"{r.id:<{w}}  {r.paper.split(' ')[0]:<6} {r.table:<16} {r.dataset:<11} {r.imbalance:>4g} {r.backbone:<9} "
-             f"{rep:>10} {_f(r.accuracy):>6}{'*' if not r.comparable else ' '} {groups:<16} {_method_text(r.method)}"
-             + (f"  [{r.note}]" if r.note else ""))
+             f"{rep:>10} {_f(r.accuracy):>6}{'*' if not r.directly_comparable else ' '} {groups:<16} {_method_text(r.method)}"
+             + "".join(f"  [{t}]" for t in ([r.note] if r.note else []) + r.caveats))
 
 
 def print_comparison(comps: list[Any], unmatched: list[str]) -> None:
@@ -62,12 +62,16 @@ def print_comparison(comps: list[Any], unmatched: list[str]) -> None:
     _out(f"{'row':<{w}}    {'paper':>6} {'measured':>15} {'diff':>7} {'n':>2}  {'many':<11} {'medium':<11} {'few':<11} run")
     for c in comps:
         r = c.row
-        flags = ("*" if not r.comparable else " ") + ("†" if c.recipe_differs else " ")
+        flags = ("*" if c.reasons else " ") + ("†" if c.recipe_differs else " ")
         groups = [f"{_f(p, 1)}/{_f(m, 1)}" for p, m in ((r.many, c.many), (r.medium, c.medium), (r.few, c.few))]
         _out(f"{r.id:<{w}} {flags}  {_f(r.accuracy):>6} {_f(c.measured) + ' ± ' + _f(c.std):>15} {c.diff:>+7.2f} "
              f"{c.seeds:>2}  {groups[0]:<11} {groups[1]:<11} {groups[2]:<11} {c.run_dir}")
-    if any(not c.row.comparable for c in comps):
-        _out("* not directly comparable (see the row's note in `ltsearch reproduce --list`)")
+    shown: set[tuple[str, str]] = set()
+    for c in comps:  # * rows: why, once per row and reason
+        for why in c.reasons:
+            if (c.row.id, why) not in shown:
+                shown.add((c.row.id, why))
+                _out(f"* {c.row.id}: not directly comparable: {why}")
     if any(c.recipe_differs for c in comps):
         _out("† matched by data, model and method, but the run's optimiser differs from the row's recipe")
     for d in unmatched:
