@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import inspect
 from typing import Any, Callable, Iterator
 
 from ltsearch.errors import UserError
@@ -76,23 +75,6 @@ class Registry:
     def __len__(self) -> int:
         self._import_locations()
         return len(self._items)
-
-
-def check_kwargs(fn: Callable[..., Any], params: dict[str, Any], where: str, skip: int = 0) -> None:
-    """Raise a UserError naming ``where.<key>`` for keyword arguments ``fn`` does not take.
-
-    ``skip`` leading positional parameters (e.g. ``class_counts``) are not user-settable.
-    """
-    sig = inspect.signature(fn)
-    names = [p for p in list(sig.parameters)[skip:] if p not in ("self", "args", "kwargs")]
-    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    for key in params:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            known = ", ".join(names) or "none"
-            raise UserError(f"{where}.{key}: unknown parameter{hint}; allowed: {known}")
 
 
 DATASETS = Registry("dataset", ("ltsearch.data",))

@@ -22,11 +22,13 @@ name                   value                                  used by
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
 import numpy as np
+from pydantic import Field
 
-from ltsearch.registry import SCHEDULES, check_kwargs
+from ltsearch.params import NonNegative, Positive, Unit, validate_kwargs
+from ltsearch.registry import SCHEDULES
 
 Schedule = Callable[[float], float]
 
@@ -66,15 +68,13 @@ def parabolic_increment() -> Schedule:
 
 
 @SCHEDULES.register("beta")
-def beta(a: float = 0.2, b: float = 0.2, seed: int | None = None) -> Schedule:
+def beta(a: Positive = 0.2, b: Positive = 0.2, seed: int | None = None) -> Schedule:
     rng = np.random.default_rng(seed)
     return lambda p: float(rng.beta(a, b))
 
 
 @SCHEDULES.register("d2c")
-def d2c(gamma: float = 1.0) -> Schedule:
-    if gamma < 0:
-        raise ValueError("d2c gamma must be >= 0")
+def d2c(gamma: NonNegative = 1.0) -> Schedule:
     return lambda p: _p(p) ** gamma if gamma > 0 else 1.0
 
 
@@ -84,12 +84,13 @@ def hrdc() -> Schedule:
 
 
 @SCHEDULES.register("segmented")
-def segmented(switch: float = 0.5, high: float = 1.0, low: float = 0.0) -> Schedule:
+def segmented(switch: Unit = 0.5, high: float = 1.0, low: float = 0.0) -> Schedule:
     return lambda p: float(high) if _p(p) < switch else float(low)
 
 
 @SCHEDULES.register("gra")
-def gra(s: float = 1.0, c: float = 2.0, form: str = "convex") -> Schedule:
+def gra(s: float = 1.0, c: Annotated[float, Field(gt=1)] = 2.0,
+        form: Literal["convex", "linear", "concave"] = "convex") -> Schedule:
     """GLAG's GraLoss strength (Zhang & Xiang 2022, Eq. 3): α = s·(c^p − 1), p = T / T_max.
 
     The paper gives only Eq. 3 and names three forms (Table 5: linear, concave, convex with
@@ -102,8 +103,6 @@ def gra(s: float = 1.0, c: float = 2.0, form: str = "convex") -> Schedule:
     - ``concave``: s·c·(1 − c^{−p}) = A − convex(1 − p), the convex curve reflected through the
       midpoint of the line; it is Eq. 3 itself with c' = 1/c < 1 and s' = −s·c.
     """
-    if c <= 1:
-        raise ValueError(f"gra c must be > 1, got {c}")
     if form == "convex":
         return lambda p: s * (c ** _p(p) - 1.0)
     if form == "linear":
@@ -114,6 +113,6 @@ def gra(s: float = 1.0, c: float = 2.0, form: str = "convex") -> Schedule:
 
 
 def build_schedule(name: str, where: str = "schedule", **params: Any) -> Schedule:
+    """Schedule ``name`` with its parameters validated against its signature (one-line errors)."""
     fn = SCHEDULES.get(name, where=where)
-    check_kwargs(fn, params, where)
-    return fn(**params)
+    return fn(**validate_kwargs(fn, params, where))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ltsearch.errors import UserError
+from ltsearch.params import validate_kwargs
 from ltsearch.registry import DATASETS, METHODS, MODELS
 
 
@@ -26,7 +27,8 @@ def check_experiment(exp: Any, source: str = "spec") -> None:
     """Registered names and the method's parameters of an ``ExperimentSpec`` (typos fail early)."""
     where = f"{source}: experiment" if source else "experiment"
     DATASETS.get(exp.data.dataset, where=f"{where}.data.dataset")
-    MODELS.get(exp.model.arch, where=f"{where}.model.arch")
+    validate_kwargs(MODELS.get(exp.model.arch, where=f"{where}.model.arch"), exp.model.options,
+                    f"{where}.model.options", skip=3)
     method_cls = METHODS.get(exp.method.name, where=f"{where}.method.name")
     method_cls.validate_params(exp.method.params(), where=f"{where}.method")
     if exp.data.splits.few > exp.data.splits.many:

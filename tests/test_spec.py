@@ -82,3 +82,24 @@ def test_resolve_experiment_applies_params(tmp_path):
 def test_shipped_quickstart_loads():
     spec = load_spec("search_spaces/quickstart.yaml")
     assert spec.experiment.data.dataset == "digits" and spec.search.num_samples >= 8
+
+
+@pytest.mark.parametrize("method, model, fragment", [
+    ({"name": "single", "loss": "focal", "gamma": -1}, {}, "experiment.method.gamma: Input should be greater than or equal to 0"),
+    ({"name": "single", "loss": "focal", "form": "softmaxx"}, {}, "experiment.method.form: Input should be 'softmax' or 'sigmoid'"),
+    ({"name": "single", "loss": "bfs", "alpha": 1.5}, {}, "experiment.method.alpha: Input should be less than or equal to 1"),
+    ({"name": "single", "loss": "ldam", "s": "thirty"}, {}, "experiment.method.s: Input should be a valid number"),
+    ({"name": "bbn", "adaptor": "beta", "adaptor_params": {"a": 0}}, {}, "experiment.method.adaptor.a: Input should be greater than 0"),
+    ({"name": "glag", "gra_form": "concav"}, {}, "experiment.method.gra_form"),
+    ({"name": "single"}, {"arch": "small_cnn", "options": {"width": "wide"}}, "experiment.model.options.width: Input should be a valid integer"),
+])
+def test_losses_schedules_and_models_validate_their_values(tmp_path, method, model, fragment):
+    """Registered losses, schedules and models declare their parameters' types and ranges in their
+    signatures; a spec's bad value fails at load time in one line naming the key."""
+    tree = yaml.safe_load(yaml.safe_dump(BASE))
+    tree["experiment"]["method"] = method
+    tree["experiment"]["model"] = {**tree["experiment"]["model"], **model}
+    tree["search"]["space"] = {}
+    with pytest.raises(UserError) as err:
+        load_spec(write(tmp_path, tree))
+    assert fragment in str(err.value) and "\n" not in str(err.value)

@@ -8,7 +8,6 @@ accuracy implement ``set_progress(p)`` / ``update(per_class_acc)``.
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 from typing import Any, Sequence
 
@@ -16,30 +15,31 @@ import torch
 
 from ltsearch.errors import UserError
 from ltsearch.losses.base import LTLoss, class_balanced_weights, counts_tensor
-from ltsearch.registry import LOSSES, check_kwargs
+from ltsearch.params import settable, validate_kwargs
+from ltsearch.registry import LOSSES
 
 for _mod in pkgutil.iter_modules(__path__):  # one module per loss family, each registers itself
     if _mod.name != "base":
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 
-def check_loss_params(name: str, params: dict[str, Any], where: str = "method") -> None:
+def check_loss_params(name: str, params: dict[str, Any], where: str = "method") -> dict[str, Any]:
+    """Loss ``name``'s parameters checked (names, types, ranges from its signature); coerced."""
     cls = LOSSES.get(name, where=f"{where}.loss")
-    check_kwargs(cls.__init__, params, where, skip=2)
+    return validate_kwargs(cls.__init__, params, where, skip=2)
 
 
 def resolved_loss_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with the loss's own defaults filled in (``weight`` left out): what the loss is
     built with, e.g. for a cache identity that must not depend on how a default was spelled."""
-    cls = LOSSES.get(name)
-    full = {p.name: p.default for p in list(inspect.signature(cls.__init__).parameters.values())[2:]
-            if p.name != "weight" and p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not inspect.Parameter.empty}
-    return {**full, **params}
+    defaults = {p.name: p.default for p in settable(LOSSES.get(name).__init__, skip=2)
+                if p.name != "weight" and p.default is not p.empty}
+    return {**defaults, **params}
 
 
 def build_loss(name: str, class_counts: Sequence[int] | torch.Tensor, where: str = "method", **params: Any) -> LTLoss:
-    """Build loss ``name`` for these training class counts (parameters checked by name)."""
-    check_loss_params(name, params, where)
+    """Build loss ``name`` for these training class counts (parameters validated first)."""
+    params = check_loss_params(name, params, where)
     try:
         return LOSSES.get(name)(class_counts, **params)
     except (ValueError, TypeError) as err:

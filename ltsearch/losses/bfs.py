@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ltsearch.losses.base import LTLoss, class_balanced_weights
+from ltsearch.params import HalfOpenUnit, NonNegative, Unit
 from ltsearch.registry import LOSSES
 
 
@@ -30,13 +31,9 @@ class BalancedFocalSoftmax(LTLoss):
     those by default (``bfs_counts``). The batch mean follows the LTLoss rule.
     """
 
-    def __init__(self, class_counts, alpha: float = 0.1, beta: float = 0.9999, gamma: float = 1.0,
+    def __init__(self, class_counts, alpha: Unit = 0.1, beta: HalfOpenUnit = 0.9999, gamma: NonNegative = 1.0,
                  normalize: bool = False, weight=None):
         super().__init__(class_counts, weight)
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"bfs alpha must be in [0, 1], got {alpha}")
-        if gamma < 0:
-            raise ValueError("bfs gamma must be >= 0")
         self.alpha, self.gamma = float(alpha), float(gamma)
         self.register_buffer("cb_weights", class_balanced_weights(self.counts, beta, normalize=normalize))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ltsearch.losses.base import LTLoss
+from ltsearch.params import NonNegative
 from ltsearch.registry import LOSSES
 
 
@@ -18,10 +19,8 @@ class ClassDependentTemperature(LTLoss):
     ``gamma``: γ ≥ 0; 0 gives CE, larger γ makes tail classes need larger logits in training.
     """
 
-    def __init__(self, class_counts, gamma: float = 0.2, weight=None):
+    def __init__(self, class_counts, gamma: NonNegative = 0.2, weight=None):
         super().__init__(class_counts, weight)
-        if gamma < 0:
-            raise ValueError(f"cdt gamma must be >= 0, got {gamma}")
         a = (self.counts.double().max() / self.counts.double()) ** gamma
         self.register_buffer("temperatures", a.float())
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ltsearch.losses.base import LTLoss, class_balanced_weights
+from ltsearch.params import HalfOpenUnit, NonNegative
 from ltsearch.registry import LOSSES
 
 
@@ -18,7 +19,7 @@ class ClassBalancedCE(LTLoss):
     ``beta``: effective-number β in [0, 1); 0 gives CE, β → 1 inverse-frequency weights.
     """
 
-    def __init__(self, class_counts, beta: float = 0.9999, weight=None):
+    def __init__(self, class_counts, beta: HalfOpenUnit = 0.9999, weight=None):
         super().__init__(class_counts, weight)
         self.register_buffer("cb_weights", class_balanced_weights(self.counts, beta))
 
@@ -37,10 +38,8 @@ class CostSensitiveCE(LTLoss):
     1 inverse class frequency.
     """
 
-    def __init__(self, class_counts, power: float = 1.0, weight=None):
+    def __init__(self, class_counts, power: NonNegative = 1.0, weight=None):
         super().__init__(class_counts, weight)
-        if power < 0:
-            raise ValueError(f"cs_ce power must be >= 0, got {power}")
         w = (self.counts.double().max() / self.counts.double()) ** power
         self.register_buffer("costs", (w / w.mean()).float())
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
 from ltsearch.losses.base import LTLoss, class_balanced_weights
+from ltsearch.params import HalfOpenUnit, NonNegative
 from ltsearch.registry import LOSSES
 
-FORMS = ("softmax", "sigmoid")
+Form = Literal["softmax", "sigmoid"]
 
 
 def focal_per_sample(logits: torch.Tensor, target: torch.Tensor, gamma: float, form: str) -> torch.Tensor:
@@ -27,13 +30,6 @@ def focal_per_sample(logits: torch.Tensor, target: torch.Tensor, gamma: float, f
     return (modulator * bce).sum(dim=1)
 
 
-def _check(gamma: float, form: str) -> None:
-    if gamma < 0:
-        raise ValueError(f"focal gamma must be >= 0, got {gamma}")
-    if form not in FORMS:
-        raise ValueError(f"focal form must be one of {', '.join(FORMS)}, got {form!r}")
-
-
 @LOSSES.register("focal")
 class FocalLoss(LTLoss):
     """Focal loss (Lin et al. 2017, "Focal Loss for Dense Object Detection").
@@ -44,9 +40,8 @@ class FocalLoss(LTLoss):
     The batch mean is weighted by the DRW ``weight`` when one is set: Σ w_y ℓ / Σ w_y.
     """
 
-    def __init__(self, class_counts, gamma: float = 1.0, form: str = "softmax", weight=None):
+    def __init__(self, class_counts, gamma: NonNegative = 1.0, form: Form = "softmax", weight=None):
         super().__init__(class_counts, weight)
-        _check(gamma, form)
         self.gamma, self.form = float(gamma), form
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -65,9 +60,9 @@ class ClassBalancedFocal(LTLoss):
     baseline). See :func:`focal_per_sample`.
     """
 
-    def __init__(self, class_counts, beta: float = 0.9999, gamma: float = 1.0, form: str = "sigmoid", weight=None):
+    def __init__(self, class_counts, beta: HalfOpenUnit = 0.9999, gamma: NonNegative = 1.0, form: Form = "sigmoid",
+                 weight=None):
         super().__init__(class_counts, weight)
-        _check(gamma, form)
         self.gamma, self.form = float(gamma), form
         self.register_buffer("cb_weights", class_balanced_weights(self.counts, beta))
 

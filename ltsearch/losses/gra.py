@@ -3,9 +3,13 @@ Gradual Balanced Loss and Adaptive Feature Generation")."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
+from pydantic import Field
 
 from ltsearch.losses.base import LTLoss
+from ltsearch.params import NonNegative
 from ltsearch.registry import LOSSES
 from ltsearch.schedules import gra as gra_schedule
 
@@ -22,10 +26,9 @@ class GradualBalancedLoss(LTLoss):
     ``ltsearch.schedules.gra``). The loop sets p through :meth:`set_progress` (α = 0 before).
     """
 
-    def __init__(self, class_counts, s: float = 1.0, c: float = 2.0, form: str = "convex", weight=None):
+    def __init__(self, class_counts, s: NonNegative = 1.0, c: Annotated[float, Field(gt=1)] = 2.0,
+                 form: Literal["convex", "linear", "concave"] = "convex", weight=None):
         super().__init__(class_counts, weight)
-        if s < 0:
-            raise ValueError("gra s must be >= 0")
         self.schedule = gra_schedule(s=s, c=c, form=form)
         self.alpha = 0.0
 

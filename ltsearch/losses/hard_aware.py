@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
 from ltsearch.losses.base import LTLoss, class_balanced_weights
+from ltsearch.params import HalfOpenUnit, NonNegative, PositiveUnit
 from ltsearch.registry import LOSSES
-
-REDUCTIONS = ("mean", "weighted")
-
 
 @LOSSES.register("hard_aware")
 class HardAwareLoss(LTLoss):
@@ -30,15 +30,10 @@ class HardAwareLoss(LTLoss):
     weights matter. ``normalize``: divide w̃ by its class mean first (a milder rescaling; off).
     """
 
-    def __init__(self, class_counts, momentum: float = 0.9, beta: float = 0.9999, eps: float = 0.01,
-                 init: float = 1.0, normalize: bool = False, reduction: str = "mean", weight=None):
+    def __init__(self, class_counts, momentum: HalfOpenUnit = 0.9, beta: HalfOpenUnit = 0.9999,
+                 eps: PositiveUnit = 0.01, init: NonNegative = 1.0, normalize: bool = False,
+                 reduction: Literal["mean", "weighted"] = "mean", weight=None):
         super().__init__(class_counts, weight)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"hard_aware momentum must be in [0, 1), got {momentum}")
-        if not 0.0 < eps <= 1.0:
-            raise ValueError(f"hard_aware eps must be in (0, 1], got {eps}")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"hard_aware reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
         if weight is None:
             self.set_weight(class_balanced_weights(self.counts, beta))
         self.momentum, self.eps, self.normalize, self.reduction = float(momentum), float(eps), bool(normalize), reduction

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
 
 from ltsearch.losses.base import LTLoss, counts_tensor
+from ltsearch.params import NonNegative
 from ltsearch.registry import LOSSES
 
 LEVELS = ("thirds", "shots")
@@ -71,11 +72,9 @@ class HierarchicalRebalancingLoss(LTLoss):
     ``many``/``few`` thresholds).
     """
 
-    def __init__(self, class_counts, gamma: float = 0.2, levels: str = "thirds", many: int = 100, few: int = 20,
-                 weight=None):
+    def __init__(self, class_counts, gamma: NonNegative = 0.2, levels: Literal["thirds", "shots"] = "thirds",
+                 many: int = 100, few: int = 20, weight=None):
         super().__init__(class_counts, weight)
-        if gamma < 0:
-            raise ValueError("hrdc gamma must be >= 0")
         self.register_buffer("factors", hierarchical_factors(self.counts, gamma, levels, many, few))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ltsearch.losses.base import LTLoss
+from ltsearch.params import Positive
 from ltsearch.registry import LOSSES
 
 
@@ -14,10 +15,8 @@ class LDAMLoss(LTLoss):
     by Δ_y and all logits are scaled by ``s``: ℓ = CE(s·(z − Δ_y·1_y), y). Meant for a normalised
     (cosine) head, whose logits lie in [−1, 1]."""
 
-    def __init__(self, class_counts, max_m: float = 0.5, s: float = 30.0, weight=None):
+    def __init__(self, class_counts, max_m: Positive = 0.5, s: Positive = 30.0, weight=None):
         super().__init__(class_counts, weight)
-        if max_m <= 0 or s <= 0:
-            raise ValueError("ldam max_m and s must be > 0")
         m = 1.0 / self.counts.double().pow(0.25)
         self.register_buffer("margins", (m * (max_m / m.max())).float())
         self.s = float(s)

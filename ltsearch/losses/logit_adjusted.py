@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ltsearch.losses.base import LTLoss
+from ltsearch.params import NonNegative
 from ltsearch.registry import LOSSES
 
 
@@ -26,10 +27,8 @@ class LogitAdjusted(LTLoss):
     ``single`` method's ``posthoc_tau``.)
     """
 
-    def __init__(self, class_counts, tau: float = 1.0, weight=None):
+    def __init__(self, class_counts, tau: NonNegative = 1.0, weight=None):
         super().__init__(class_counts, weight)
-        if tau < 0:
-            raise ValueError(f"logit_adjust tau must be >= 0, got {tau}")
         self.tau = float(tau)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

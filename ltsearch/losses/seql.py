@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 
 from ltsearch.losses.base import LTLoss, counts_tensor
+from ltsearch.params import Unit
 from ltsearch.registry import LOSSES
 
 
@@ -48,15 +49,9 @@ class SoftmaxEqualization(LTLoss):
     negative is suppressed (0 gives CE, 1 always suppresses; 0.9 as Bag of Tricks).
     """
 
-    def __init__(self, class_counts, lam: float | None = None, gamma: float = 0.9, tail_ratio: float = 0.5,
+    def __init__(self, class_counts, lam: Unit | None = None, gamma: Unit = 0.9, tail_ratio: Unit = 0.5,
                  weight=None):
         super().__init__(class_counts, weight)
-        if lam is not None and not 0.0 <= lam <= 1.0:
-            raise ValueError(f"seql lam must be a class frequency in [0, 1] (or null: derived), got {lam}")
-        if not 0.0 <= tail_ratio <= 1.0:
-            raise ValueError(f"seql tail_ratio must be in [0, 1], got {tail_ratio}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"seql gamma must be a probability in [0, 1], got {gamma}")
         self.gamma = float(gamma)
         self.lam = float(lam) if lam is not None else seql_threshold(self.counts, tail_ratio)
         self.register_buffer("tail", self.prior < self.lam)

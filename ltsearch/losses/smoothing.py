@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from ltsearch.losses.base import LTLoss
+from ltsearch.params import Unit
 from ltsearch.registry import LOSSES
-
-SHAPES = ("concave", "linear", "convex")
-
 
 def smoothed_ce(logits: torch.Tensor, target: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Per sample: (1 − ε) (−log p_y) + ε · mean_k(−log p_k), i.e. CE against the target
@@ -21,19 +20,13 @@ def smoothed_ce(logits: torch.Tensor, target: torch.Tensor, eps: torch.Tensor) -
     return (1 - eps) * nll + eps * (-logp.mean(dim=1))
 
 
-def _check_eps(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-
-
 @LOSSES.register("label_smooth")
 class LabelSmoothing(LTLoss):
     """Label-smoothed CE (Szegedy et al. 2016, "Rethinking the Inception Architecture"): CE against
     (1 − ε)·onehot(y) + ε/C. ``eps``: smoothing ε in [0, 1]; 0 gives CE."""
 
-    def __init__(self, class_counts, eps: float = 0.1, weight=None):
+    def __init__(self, class_counts, eps: Unit = 0.1, weight=None):
         super().__init__(class_counts, weight)
-        _check_eps("label_smooth eps", eps)
         self.eps = float(eps)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -72,16 +65,12 @@ class LabelAwareSmoothing(LTLoss):
     ``form``: the mapping above (MiSLAS: concave). With all counts equal every class gets ε_1.
     """
 
-    def __init__(self, class_counts, eps_head: float | None = None, eps_tail: float | None = None,
-                 form: str = "concave", weight=None):
+    def __init__(self, class_counts, eps_head: Unit | None = None, eps_tail: Unit | None = None,
+                 form: Literal["concave", "linear", "convex"] = "concave", weight=None):
         super().__init__(class_counts, weight)
         head, tail = mislas_eps(self.num_classes)
         eps_head = head if eps_head is None else eps_head
         eps_tail = tail if eps_tail is None else eps_tail
-        _check_eps("label_aware_smooth eps_head", eps_head)
-        _check_eps("label_aware_smooth eps_tail", eps_tail)
-        if form not in SHAPES:
-            raise ValueError(f"label_aware_smooth form must be one of {', '.join(SHAPES)}, got {form!r}")
         self.eps_head, self.eps_tail = float(eps_head), float(eps_tail)
         n = self.counts.double()
         span = n.max() - n.min()

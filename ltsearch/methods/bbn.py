@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 import ltsearch.data.samplers  # noqa: F401  (registers the samplers named by rebal_sampler)
 from ltsearch.errors import UserError
 from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream
-from ltsearch.models import Net, NormedLinear, head_weight, make_head
+from ltsearch.models import Net, fresh_head, head_weight
 from ltsearch.registry import METHODS, SAMPLERS
 from ltsearch.schedules import build_schedule
 from ltsearch.spec import OptimSpec
@@ -60,11 +60,6 @@ class BBNParams(BaseModel):
         build_schedule(self.adaptor, where="experiment.method.adaptor", **self.adaptor_params)
         SAMPLERS.get(self.rebal_sampler, where="experiment.method.rebal_sampler")
         return self
-
-
-def fresh_head(like: nn.Module, in_features: int, num_classes: int) -> nn.Module:
-    """A newly initialised head of the same kind (linear or normed) as ``like``."""
-    return make_head("normed" if isinstance(like, NormedLinear) else "linear", in_features, num_classes)
 
 
 def branch_net(ctx: MethodContext, head: str, blocks: int | None) -> Net:

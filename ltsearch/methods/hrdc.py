@@ -39,8 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, check_loss_params
 from ltsearch.methods.base import Method, MethodContext, Plan, Stage, TrainStats
-from ltsearch.methods.bbn import fresh_head
-from ltsearch.models import NormedLinear, head_weight
+from ltsearch.models import NormedLinear, fresh_head, head_weight
 from ltsearch.registry import LOSSES, METHODS
 from ltsearch.schedules import build_schedule
 from ltsearch.spec import OptimSpec

@@ -66,8 +66,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, class_balanced_weights
 from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream, TrainStats, present
-from ltsearch.methods.bbn import branch_net, fresh_head
-from ltsearch.models import NormedLinear
+from ltsearch.methods.bbn import branch_net
+from ltsearch.models import NormedLinear, fresh_head
 from ltsearch.registry import METHODS
 from ltsearch.schedules import build_schedule
 from ltsearch.spec import OptimSpec, switch_field

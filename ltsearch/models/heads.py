@@ -29,6 +29,11 @@ def make_head(kind: str, in_features: int, num_classes: int) -> nn.Module:
     return nn.Linear(in_features, num_classes)
 
 
+def fresh_head(like: nn.Module, in_features: int, num_classes: int) -> nn.Module:
+    """A newly initialised head of the same kind (linear or normed) as ``like`` (a second branch's)."""
+    return make_head("normed" if isinstance(like, NormedLinear) else "linear", in_features, num_classes)
+
+
 def head_weight(head: nn.Module) -> torch.Tensor:
     """(C, D) per-class weight vectors of a linear or normed head."""
     if isinstance(head, NormedLinear):

@@ -164,18 +164,14 @@ def run_rows(rows: Sequence[Row], recipes: dict[str, Any], seeds: Sequence[int],
 
 def _norm_method(method: dict[str, Any]) -> str:
     """A method fragment with every default filled in, as canonical JSON (for matching)."""
-    import inspect
-
-    from ltsearch.registry import LOSSES, METHODS
+    from ltsearch.losses import resolved_loss_params
+    from ltsearch.registry import METHODS
 
     params = {k: v for k, v in method.items() if k != "name"}
     cls = METHODS.get(method.get("name", "single"))
     full = cls.validate_params(params).model_dump()
     if method.get("name", "single") == "single":  # fill the loss's own defaults
-        loss = LOSSES.get(full.get("loss", "ce"))
-        for p in list(inspect.signature(loss.__init__).parameters.values())[2:]:
-            if p.name not in ("weight", "kwargs") and p.default is not inspect.Parameter.empty:
-                full.setdefault(p.name, p.default)
+        full = {**resolved_loss_params(full.get("loss", "ce"), {}), **full}
     return json.dumps({"name": method.get("name", "single"), **full}, sort_keys=True, default=str)
 
 
