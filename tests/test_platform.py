@@ -143,7 +143,8 @@ KILL_SEARCH = {
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["grid", "optuna"])
 def test_kill_9_then_resume_runs_every_trial_exactly_once(tmp_path, algorithm):
-    exp = {**EXPERIMENT, "optim": {**EXPERIMENT["optim"], "epochs": 6}}
+    epochs = 20  # long enough trials that the kill lands while some are unfinished (two run at a time)
+    exp = {**EXPERIMENT, "optim": {**EXPERIMENT["optim"], "epochs": epochs}}
     spec_path = tmp_path / "k.yaml"
     spec_path.write_text(yaml.safe_dump({"name": "k", "experiment": exp, "resources": {"cpus_per_worker": 1},
                                          "search": KILL_SEARCH[algorithm]}))
@@ -153,7 +154,7 @@ def test_kill_9_then_resume_runs_every_trial_exactly_once(tmp_path, algorithm):
     trials_dir = storage / "k" / "trials"
     deadline = time.time() + 240
     while time.time() < deadline and len(list(trials_dir.glob("*.parquet"))) < 2:
-        time.sleep(0.5)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
     proc.wait()
     done_before = len(list(trials_dir.glob("*.parquet")))
@@ -166,8 +167,9 @@ def test_kill_9_then_resume_runs_every_trial_exactly_once(tmp_path, algorithm):
         spec = Spec.model_validate(yaml.safe_load(spec_path.read_text()))
         planned = {trial_id_for(resolve_experiment(spec.experiment, c)) for c in plan_cells(spec.search, spec.experiment)}
         assert set(trials["trial_id"]) == planned
+    epochs_per_trial = epochs
     epochs = pd.read_parquet(storage / "k" / "epochs")
-    assert len(epochs) == 6 * 6 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert len(epochs) == 6 * epochs_per_trial and not epochs.duplicated(["trial_id", "epoch"]).any()
 
 
 def test_loggers_are_ray_callbacks_and_missing_packages_are_user_errors(monkeypatch):
