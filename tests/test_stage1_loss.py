@@ -110,3 +110,13 @@ def test_crt_with_graloss_stage1_reuses_glags_stage1(tmp_path, monkeypatch):
     run_trial(ExperimentSpec.model_validate(tiny_experiment(**{"method": {
         "name": "lws", "stage1_loss": "logit_adjust", "stage2_epochs": 1}})), stage_cache=tmp_path)
     assert calls[0] > n and len(list(tmp_path.glob("*.pt"))) == 2
+
+
+def test_an_accuracy_driven_stage1_loss_gets_training_accuracy():
+    """A stage-1 loss that re-weights by per-class accuracy (hard_aware) is updated from each
+    stage-1 epoch's training predictions: w̃ = m·w̃ + 1/acc, checked by hand."""
+    from types import SimpleNamespace
+
+    m = make("crt", stage1_loss="hard_aware", stage1_loss_params={"momentum": 0.5})  # w̃ starts at 1
+    m.on_epoch_end(0, SimpleNamespace(per_class_acc=torch.tensor([1.0, 0.5, 0.25, 0.1])))
+    assert m.stage1_loss_fn.hard_weights.tolist() == pytest.approx([0.5 + 1.0, 0.5 + 2.0, 0.5 + 4.0, 0.5 + 10.0])

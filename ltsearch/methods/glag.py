@@ -208,7 +208,10 @@ class GLAG(TwoStage):
             self._chunk = math.ceil(self._afg.plan_size / steps)
 
     def on_epoch_end(self, epoch: int, stats: TrainStats | None) -> None:
-        if self.stage != CLASSIFIER or not (self.params.afg and self.params.adaptive_beta) or stats is None:
+        if self.stage == REPRESENTATION:
+            super().on_epoch_end(epoch, stats)
+            return
+        if not (self.params.afg and self.params.adaptive_beta) or stats is None:
             return
         acc = stats.per_class_acc.to(self.beta.device, self.beta.dtype)
         with torch.no_grad():

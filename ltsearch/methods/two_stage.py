@@ -13,8 +13,8 @@ Stage 1's loss is ``stage1_loss`` (any registered loss, default ``ce`` as in Kan
 ``stage1_loss_params`` (its parameters, e.g. ``{tau: 1.0}`` for ``logit_adjust``, ``{s: 1.0, c: 2.0}``
 for GLAG's ``gra``); a loss that depends on training progress (``gra``) is given stage-1 progress
 every epoch. It is part of stage 1's identity (name and every parameter, defaults filled in), so a
-cRT trial with a GraLoss stage 1 shares its network with GLAG's. (Losses that learn from per-class
-accuracy, ``hard_aware``, get no accuracy updates in stage 1.)
+cRT trial with a GraLoss stage 1 shares its network with GLAG's. A loss that learns from per-class
+accuracy (``hard_aware``) gets each stage-1 epoch's training accuracy.
 
 Parameters (all methods): ``stage1_loss`` / ``stage1_loss_params``, ``stage2_epochs``,
 ``stage2_lr`` / ``stage2_batch_size`` / ``stage2_weight_decay`` / ``stage2_momentum`` /
@@ -36,7 +36,7 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, check_loss_params, resolved_loss_params
-from ltsearch.methods.base import Method, MethodContext, Plan, Stage, StageReuse, Stream, TrainSet
+from ltsearch.methods.base import Method, MethodContext, Plan, Stage, StageReuse, Stream, TrainSet, TrainStats
 from ltsearch.models.heads import NormedLinear
 from ltsearch.registry import LOSSES, SAMPLERS
 from ltsearch.spec import OptimSpec, epochs_field
@@ -168,6 +168,10 @@ class TwoStage(Method):
         if self.stage == REPRESENTATION:
             self.stage1_loss_fn.set_progress(progress)
 
+    def on_epoch_end(self, epoch: int, stats: TrainStats | None) -> None:
+        if self.stage == REPRESENTATION and stats is not None:
+            self.stage1_loss_fn.update(stats.per_class_acc)
+
     def streams(self, epoch: int) -> dict[str, Stream]:
         p = self.params
         return {"main": Stream(sampler=p.stage1_sampler if self.stage == REPRESENTATION else p.stage2_sampler)}
@@ -190,4 +194,5 @@ class TwoStage(Method):
 
     def stage1_step(self, batch: dict[str, dict[str, torch.Tensor]], loss_fn: nn.Module) -> dict[str, Any]:
         x, y = batch["main"]["weak"], batch["main"]["y"]
-        return {"loss": loss_fn(self.net(x), y)}
+        logits = self.net(x)
+        return {"loss": loss_fn(logits, y), "logits": logits.detach()}
