@@ -169,32 +169,38 @@ def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (<storage>/<name>)")],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output HTML (default RUN_DIR/report.html)")] = None,
     cdn: Annotated[bool, typer.Option(help="load plotly.js from its CDN (smaller file, needs internet)")] = False,
+    baseline: Annotated[Optional[str], typer.Option(help="configuration for the paired differences (default: CE, else the first)")] = None,
 ) -> None:
     """Write the HTML report of a run."""
     from ltsearch.report.html import write_report
 
     if not (run_dir / "trials").is_dir():
         raise UserError(f"{run_dir}: not a run directory (no trials/ inside)")
-    console.print(f"report: {write_report(run_dir, out, cdn)}")
+    console.print(f"report: {write_report(run_dir, out, cdn, baseline=baseline)}")
 
 
 @app.command()
 @user_errors
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")],
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file")] = None,
-    format_: Annotated[str, typer.Option("--format", help="html or markdown")] = "html",
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file (html default: compare.html; others: stdout)")] = None,
+    format_: Annotated[str, typer.Option("--format", help="html, markdown, latex (booktabs) or csv")] = "html",
+    baseline: Annotated[Optional[str], typer.Option(help="configuration for the paired differences (default: CE, else the first)")] = None,
 ) -> None:
-    """Compare sweeps side by side (best configurations, parameter curves, many/medium/few)."""
-    from ltsearch.report.compare import write_compare
+    """Compare sweeps side by side (best configurations, paired differences to a baseline, parameter curves)."""
+    from ltsearch.report.compare import FORMATS, write_compare
 
-    if format_ not in ("html", "markdown"):
-        raise UserError(f"--format: {format_!r} is not one of html, markdown")
+    if format_ not in FORMATS:
+        raise UserError(f"--format: {format_!r} is not one of {', '.join(FORMATS)}")
     for d in run_dirs:
         if not (d / "trials").is_dir():
             raise UserError(f"{d}: not a run directory (no trials/ inside)")
-    result = write_compare(run_dirs, out or (Path("compare.html") if format_ == "html" else None), format_)
-    console.print(str(result), markup=False) if format_ == "markdown" else console.print(f"compare: {result}")
+    result = write_compare(run_dirs, out or (Path("compare.html") if format_ == "html" else None), format_,
+                           baseline=baseline)
+    if format_ == "html" or out is not None:
+        console.print(f"compare: {out or result}")
+    else:
+        sys.stdout.write(str(result))  # plain text, never re-wrapped by the console
 
 
 @data_app.command("show")
