@@ -2,7 +2,9 @@
 
 plotly.js is inlined once in the page head (about 5 MB, works offline); ``cdn=True`` references
 plotly's CDN instead (small file, needs network to view). Sections: summary and provenance, best
-configurations, paired per-seed differences to a baseline (95 % CI), class-group bars, each searched parameter (a heat map when exactly two categorical
+configurations, paired per-seed differences to a baseline (95 % CI), class-group bars, each searched
+parameter (a numeric one: one curve per combination of the categorical parameters that vary with
+it; a contour for each pair of numeric parameters; a heat map when exactly two categorical
 parameters are searched), parallel coordinates, parameter importance (10+ ok trials), learning
 curves, per-class accuracy and classifier weight norms of the best trial vs a baseline, failed
 trials, and ``spec.yaml`` when the run has one.
@@ -21,6 +23,7 @@ import plotly.offline as po
 import ltsearch
 
 from ltsearch.report import figures as F
+from ltsearch.report import params as P
 from ltsearch.report import summary as S
 from ltsearch.results import ResultStore, load
 from ltsearch.results.provenance import git_commit
@@ -106,6 +109,8 @@ def param_sections(trials: pd.DataFrame) -> list[tuple[str, str]]:
     out = []
     if len(cats) == 2:  # e.g. HRDC strategy × fusion (pooled over any numeric parameter)
         out.append((f"{cats[0]} × {cats[1]}", figure_div(F.heatmap(trials, *cats))))
+    for a, b in P.numeric_pairs(trials):  # e.g. optim.lr × loss.gamma: a contour, like optuna's plot_contour
+        out.append((f"{a} × {b}", figure_div(F.contour(trials, a, b), "the trials' points lie on a line")))
     for p in params:
         out.append((f"Parameter {p}", figure_div(F.param_curve(trials, p), f"no ok trial sets {p}")))
     return out
