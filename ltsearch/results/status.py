@@ -63,7 +63,8 @@ def _files(store: ResultStore, dataset: str) -> list[pafs.FileInfo]:
         infos = store.fs.get_file_info(pafs.FileSelector(store.path(dataset), allow_not_found=True))
     except OSError:
         return []
-    return [f for f in infos if f.path.endswith(".parquet") and not Path(f.path).name.startswith((".", "_"))]
+    return sorted((f for f in infos if f.path.endswith(".parquet") and not Path(f.path).name.startswith((".", "_"))),
+                  key=lambda f: f.path)  # the order ResultStore.read uses (ties rank alike everywhere)
 
 
 def _read_tables(store: ResultStore, files: list[pafs.FileInfo], columns: list[str] | None = None) -> pd.DataFrame:
