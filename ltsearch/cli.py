@@ -22,7 +22,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect long-tailed datasets.
 cluster_app = typer.Typer(no_args_is_help=True, help="Ray cluster configurations.")
 app.add_typer(data_app, name="data")
 app.add_typer(cluster_app, name="cluster")
-console = Console()
+console = Console(soft_wrap=True)  # long lines are not re-wrapped at 80 columns in a log
 err_console = Console(stderr=True)
 
 

@@ -49,7 +49,7 @@ def epoch_progress(out: Console, total: int) -> Iterator[Callable[[Any, Any], No
     if not out.is_terminal:
         def line(rec: Any, state: Any) -> None:
             out.print(f"epoch {rec.epoch + 1:>3}  loss {rec.train_loss:.4f}  val_acc {_num(rec.val.get('val_acc'))}  "
-                      f"lr {rec.lr:.4g}", markup=False, highlight=False)
+                      f"lr {rec.lr:.4g}", markup=False, highlight=False, soft_wrap=True)
 
         yield line
         return

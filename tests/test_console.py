@@ -151,3 +151,20 @@ def test_status_cli_without_a_terminal_and_on_a_non_run(tmp_path):
     assert "a_rather_long_parameter_name=1.5, lr=0.01235" in r.output and "…" not in r.output
     r = CliRunner().invoke(app, ["status", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "not a run directory" in r.output and not (tmp_path / "nothing").exists()
+
+
+def test_live_table_in_a_log_prints_whole_parameters():
+    from types import SimpleNamespace
+
+    from ltsearch.tune.live import LiveTable
+
+    params = {"method.a_rather_long_parameter_name": 1.5, "method.loss": "balanced_softmax",
+              "optim.lr": 0.0123456, "optim.weight_decay": 0.0005, "method.another_long_name": "label_aware_smooth"}
+    buf = io.StringIO()
+    live = LiveTable(Console(file=buf))  # not a terminal: one line per finished trial
+    trial = SimpleNamespace(trial_id="t1", config={"params": params})
+    live.on_trial_start(0, [], trial)
+    live.on_trial_result(0, [], trial, {"epoch": 2, "val_acc": 61.25})
+    live.on_trial_complete(0, [], trial)
+    assert buf.getvalue() == ("trial t1 done: a_rather_long_parameter_name=1.5, loss=balanced_softmax, lr=0.01235, "
+                              "weight_decay=0.0005, another_long_name=label_aware_smooth val_acc=61.25\n")
