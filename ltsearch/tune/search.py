@@ -215,13 +215,13 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
     store = ResultStore(run_dir)
     cells, skipped = plan(spec, run_dir)
     planned = len(cells) + skipped if spec.search.algorithm != "optuna" else spec.search.num_samples
-    if spec.search.algorithm != "optuna" and not cells and not resume:
-        store.write_text("spec.yaml", dump_spec(spec))
-        return SweepResult(run_dir, planned, skipped, 0)
     if spec.search.algorithm == "optuna":  # before anything is written: the study's database, warm starts
         from ltsearch.tune.study import optuna_preflight
 
         optuna_preflight(spec, run_dir, warn)
+    if spec.search.algorithm != "optuna" and not cells and not resume:
+        store.write_text("spec.yaml", dump_spec(spec))
+        return SweepResult(run_dir, planned, skipped, 0)
     started = init_ray(address, num_cpus)
     try:
         if address:
