@@ -12,7 +12,6 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from ltsearch.errors import UserError, user_errors
 
@@ -22,7 +21,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect long-tailed datasets.
 cluster_app = typer.Typer(no_args_is_help=True, help="Ray cluster configurations.")
 app.add_typer(data_app, name="data")
 app.add_typer(cluster_app, name="cluster")
-console = Console()
+console = Console(soft_wrap=True)  # long lines are not re-wrapped at 80 columns in a log
 err_console = Console(stderr=True)
 
 
@@ -43,23 +42,37 @@ def _load(spec_path: Path, overrides: list[str], smoke: bool):
     return spec
 
 
-def print_best(run_dir: str, top: int = 5) -> None:
+def searched_overrides(spec: Any, overrides: list[str]) -> list[str]:
+    """One note per ``--set experiment.<key>`` that ``search.space`` also sets (the search wins)."""
+    notes = []
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if not key.startswith("experiment."):
+            continue
+        rel = key[len("experiment."):]
+        hits = [k for k in spec.search.space if rel == k or rel.startswith(k + ".") or k.startswith(rel + ".")]
+        if hits:
+            notes.append(f"note: --set {key} is overridden by the search: search.space.{hits[0]} sets it in every trial")
+    return notes
+
+
+def print_best(run_dir: str, top: int = 5, out: Console | None = None, trials: Any = None) -> None:
     """The best configurations (ranked by mean val_acc over seeds; test only reported)."""
     from ltsearch.report.summary import best_table, status_counts
     from ltsearch.results import load
+    from ltsearch.show import rich_table, table_console
 
-    trials, _, _ = load(run_dir)
+    out = table_console(out or console)
+    trials = load(run_dir)[0] if trials is None else trials
     table = best_table(trials, top)
     if table.empty:
-        console.print("no finished trials")
+        out.print("no finished trials")
         return
-    t = Table(title="best configurations (ranked by val acc, mean ± std over seeds; test only reported)")
-    for col in table.columns:
-        t.add_column(str(col))
-    for _, row in table.iterrows():
-        t.add_row(*[str(v) for v in row])
-    console.print(t)
-    console.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(status_counts(trials).items()) if v))
+    if out.is_terminal:  # room for the configurations: zero counts are in the "trials:" line below
+        table = table.drop(columns=[c for c in ("failed", "stopped") if not table[c].any()])
+    out.print(rich_table(table, "best configurations (ranked by val acc, mean ± std over seeds; test only reported)",
+                         fit=out.is_terminal))
+    out.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(status_counts(trials).items()) if v))
 
 
 @app.command()
@@ -89,6 +102,8 @@ def run(
         tid, path = saved_model(str(from_), trial)
         overrides.append(f"experiment.method.stage1_from={path}")
     s = _load(spec, overrides, smoke)
+    for note in searched_overrides(s, list(set_ or [])):
+        err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     if from_ is not None:
         check_compatible(str(from_), tid, s.experiment)
         console.print(f"stage 1: trial {tid} of {from_}")
@@ -145,15 +160,15 @@ def train(
     from ltsearch.trial import TrialContext, execute, trial_id_for
     from ltsearch.tune.search import run_dir_for
 
+    from ltsearch.show import epoch_progress
+    from ltsearch.trial import planned_epochs
+
     s = _load(spec, set_ or [], smoke)
     _preflight_data(s, cells=False)
     exp = resolve_experiment(s.experiment, {"seed": s.search.seeds[0] if seed is None else seed})
     run_dir = run_dir_for(s, storage)
-
-    def show(rec: Any, state: Any) -> None:
-        console.print(f"epoch {rec.epoch + 1:>3}  loss {rec.train_loss:.4f}  val_acc {rec.val['val_acc']:.2f}  lr {rec.lr:.4g}")
-
-    out = execute(exp, TrialContext(s.name, run_dir, {}, {}), reporter=show)
+    with epoch_progress(console, planned_epochs(exp)) as show:  # a progress bar in a terminal, lines in a log
+        out = execute(exp, TrialContext(s.name, run_dir, {}, {}), reporter=show)
     tid = trial_id_for(exp)
     if out is None:
         console.print(f"trial {tid} failed (non-finite loss); recorded in {run_dir}/trials/{tid}.parquet")
@@ -170,32 +185,56 @@ def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (<storage>/<name>)")],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output HTML (default RUN_DIR/report.html)")] = None,
     cdn: Annotated[bool, typer.Option(help="load plotly.js from its CDN (smaller file, needs internet)")] = False,
+    baseline: Annotated[Optional[str], typer.Option(help="configuration for the paired differences (default: CE, else the first)")] = None,
 ) -> None:
     """Write the HTML report of a run."""
     from ltsearch.report.html import write_report
 
     if not (run_dir / "trials").is_dir():
         raise UserError(f"{run_dir}: not a run directory (no trials/ inside)")
-    console.print(f"report: {write_report(run_dir, out, cdn)}")
+    console.print(f"report: {write_report(run_dir, out, cdn, baseline=baseline)}")
+
+
+@app.command()
+@user_errors
+def status(
+    run_dir: Annotated[str, typer.Argument(help="a run directory <storage>/<name>, local or s3:// / gs://")],
+    top: Annotated[int, typer.Option(help="best configurations to list (0: none)")] = 3,
+) -> None:
+    """What a running or finished sweep has done: planned / ok / failed / stopped / running trials,
+    best val so far, ETA. Read-only: safe while the sweep runs."""
+    from ltsearch.results.status import sweep_status
+    from ltsearch.show import status_lines
+
+    st = sweep_status(run_dir)
+    for line in status_lines(st):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if top and st.counts.get("ok"):
+        print_best(run_dir, top, trials=st.trials)
 
 
 @app.command()
 @user_errors
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")],
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file")] = None,
-    format_: Annotated[str, typer.Option("--format", help="html or markdown")] = "html",
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file (html default: compare.html; others: stdout)")] = None,
+    format_: Annotated[str, typer.Option("--format", help="html, markdown, latex (booktabs) or csv")] = "html",
+    baseline: Annotated[Optional[str], typer.Option(help="configuration for the paired differences (default: CE, else the first)")] = None,
 ) -> None:
-    """Compare sweeps side by side (best configurations, parameter curves, many/medium/few)."""
-    from ltsearch.report.compare import write_compare
+    """Compare sweeps side by side (best configurations, paired differences to a baseline, parameter curves)."""
+    from ltsearch.report.compare import FORMATS, write_compare
 
-    if format_ not in ("html", "markdown"):
-        raise UserError(f"--format: {format_!r} is not one of html, markdown")
+    if format_ not in FORMATS:
+        raise UserError(f"--format: {format_!r} is not one of {', '.join(FORMATS)}")
     for d in run_dirs:
         if not (d / "trials").is_dir():
             raise UserError(f"{d}: not a run directory (no trials/ inside)")
-    result = write_compare(run_dirs, out or (Path("compare.html") if format_ == "html" else None), format_)
-    console.print(str(result), markup=False) if format_ == "markdown" else console.print(f"compare: {result}")
+    result = write_compare(run_dirs, out or (Path("compare.html") if format_ == "html" else None), format_,
+                           baseline=baseline)
+    if format_ == "html" or out is not None:
+        console.print(f"compare: {out or result}")
+    else:
+        sys.stdout.write(str(result))  # plain text, never re-wrapped by the console
 
 
 @data_app.command("show")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ltsearch.errors import UserError, format_validation_error
 from ltsearch.validation import check_experiment, load_plugins
@@ -182,6 +182,31 @@ class SearchSpec(Strict):
     reuse_actors: bool = True
     initial: list[dict[str, Any]] = []  # optuna: configurations to evaluate first (points_to_evaluate)
     loggers: list[Literal["csv", "json", "tensorboard", "mlflow", "wandb"]] = []
+    optuna_storage: str | None = None  # optuna: SQLAlchemy URL of the study (default RUN_DIR/optuna.db) or "memory"
+    warm_start: list[str] = []  # optuna: earlier run directories whose ok trials the sampler starts from
+
+    @field_validator("optuna_storage")
+    @classmethod
+    def _storage_url(cls, v: str | None) -> str | None:
+        if v is None or v == "memory":
+            return v
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(v)
+        except ArgumentError:
+            raise ValueError(f"{v!r} is not a SQLAlchemy URL (e.g. sqlite:///runs/optuna.db, "
+                             "postgresql://user@host/db) or 'memory'") from None
+        return v
+
+    @field_validator("optuna_storage", "warm_start", mode="after")
+    @classmethod
+    def _optuna_only(cls, v: Any, info: ValidationInfo) -> Any:
+        algorithm = info.data.get("algorithm", "grid")
+        if v and algorithm != "optuna":
+            raise ValueError(f"only an Optuna search uses it (search.algorithm is {algorithm!r}, not 'optuna')")
+        return v
 
     @field_validator("metric")
     @classmethod

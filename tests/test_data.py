@@ -115,3 +115,48 @@ def test_augmentations_keep_shape_and_content():
     one = torch.arange(16.0).view(1, 1, 4, 4)
     crops = {tuple(random_crop(one, torch.Generator().manual_seed(s), 1).flatten().tolist()) for s in range(40)}
     assert tuple(one.flatten().tolist()) in crops and len(crops) > 3
+
+
+def _write_idx(path, array):
+    import gzip
+    import struct
+
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_files_load_writable_without_numpy_warning(tmp_path, monkeypatch):
+    """Fashion-MNIST's idx files: the arrays are writable (torch.from_numpy warned on every load
+    when they were views of immutable bytes) and hold the file's values."""
+    import warnings
+
+    from ltsearch.data.datasets import _read_idx
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(60, 28, 28))
+    labels = np.repeat(np.arange(10), 6)
+    root = tmp_path / "fashion-mnist"
+    root.mkdir()
+    for split, n in (("train", 60), ("t10k", 60)):
+        _write_idx(root / f"{split}-images-idx3-ubyte.gz", images[:n])
+        _write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels[:n])
+    arr = _read_idx(root / "train-images-idx3-ubyte.gz")
+    assert arr.flags.writeable and arr.shape == (60, 28, 28) and (arr == images).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "The given NumPy array is not writable" would raise here
+        torch.from_numpy(arr)
+        torch.from_numpy(_read_idx(root / "t10k-labels-idx1-ubyte.gz"))
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_fashion_mnist_loads_without_warnings():
+    import warnings
+
+    from ltsearch.spec import DataSpec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = build_dataset(DataSpec(dataset="fashion_mnist", imbalance=100))
+    assert data.num_classes == 10 and data.class_counts[0] > 50 * data.class_counts[-1]  # long-tailed (IF 100)

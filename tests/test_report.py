@@ -230,7 +230,8 @@ def test_param_curve_categorical_bars_and_heatmap(hrdc_run, gamma_run):
             assert z.z[i][j] == pytest.approx(expect[(a, b)])
     sections = dict(H.param_sections(trials))
     assert "method.fusion × method.strategy" in sections
-    assert not any("×" in k for k, _ in H.param_sections(load(gamma_run)[0]))
+    gamma = dict(H.param_sections(load(gamma_run)[0]))  # two numeric parameters: a contour, no heat map
+    assert [k for k in gamma if "×" in k] == ["loss.gamma × optim.lr"] and "contour" in gamma["loss.gamma × optim.lr"]
 
 
 def test_parcoords_dimensions(hrdc_run):

@@ -132,7 +132,7 @@ def synthetic(spec: DataSpec) -> LTData:
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:  # type: ignore[operator]
-        data = f.read()
+        data = bytearray(f.read())  # writable memory: torch.from_numpy needs a writable array
     _, _, dtype, ndim = struct.unpack(">BBBB", data[:4])
     dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)

@@ -3,9 +3,11 @@
 Contents: the best configurations of each run (top 5, side by side), each searched parameter's
 val-accuracy curve with the runs overlaid (HTML) or tabulated (markdown), and a table of the best
 configuration of each run (rank 1 by mean val accuracy) with its overall/many/medium/few test
-accuracy and the difference to the first run (``+1.20``; ``n/a`` where either side is empty).
-``fmt="markdown"`` returns the text (and writes it to ``out`` when given); ``fmt="html"`` writes
-``out`` and returns its path.
+accuracy and the difference to the first run (``+1.20``; ``n/a`` where either side is empty), and
+the paired per-seed differences of every configuration to a baseline with 95 % confidence
+intervals (``ltsearch.report.stats``). ``fmt="markdown"``, ``"latex"`` and ``"csv"`` return the text
+(and write it to ``out`` when given; ``ltsearch.report.tables`` for LaTeX and CSV); ``fmt="html"``
+writes ``out`` and returns its path.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from typing import Sequence
 import pandas as pd
 
 from ltsearch.report import figures as F
+from ltsearch.report import stats as T
 from ltsearch.report import summary as S
+from ltsearch.report import tables
 from ltsearch.report.html import figure_div, page, run_name, table_html
 from ltsearch.results import load
 
 TOP = 5
+FORMATS = ("html", "markdown", "latex", "csv")
 COLUMNS = (("test_acc", "overall"), ("test_many", "many"), ("test_medium", "medium"), ("test_few", "few"))
 
 
@@ -104,10 +109,20 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(runs: dict[str, pd.DataFrame]) -> str:
+def paired(runs: dict[str, pd.DataFrame], baseline: str | None) -> tuple[pd.DataFrame, str]:
+    """The paired-difference display table of the configurations shown (top ``TOP`` per run and the baseline)."""
+    configs, diffs, base = tables.shown(runs, baseline, TOP)
+    return T.delta_display(diffs), base
+
+
+def markdown(runs: dict[str, pd.DataFrame], baseline: str | None = None) -> str:
     names = list(runs)
+    table, base = paired(runs, baseline)
     parts = [f"# ltsearch compare: {', '.join(names)}\n",
              f"## Best configuration of each run (differences vs {names[0]})\n", to_markdown(delta_table(runs))]
+    if base:
+        parts += [f"## Paired per-seed differences vs {base} (test accuracy, points)\n", f"_{T.NOTE}_\n",
+                  to_markdown(table)]
     for name, trials in runs.items():
         parts += [f"## {name}: best configurations\n", to_markdown(S.best_table(trials, top=TOP) if len(trials) else pd.DataFrame())]
     for p in shared_params(runs):
@@ -115,34 +130,47 @@ def markdown(runs: dict[str, pd.DataFrame]) -> str:
     return "\n".join(parts)
 
 
-def html_page(runs: dict[str, pd.DataFrame], cdn: bool) -> str:
+def paired_html(table: pd.DataFrame) -> str:
+    """The paired-difference table; the 'within noise' marks stand out (bold)."""
+    out = f'<p class="muted">{html.escape(T.NOTE)}</p>' + table_html(table)
+    return out.replace(" within noise</td>", " <b>within noise</b></td>")
+
+
+def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = None) -> str:
     names = list(runs)
     side = "".join(f"<div><h3>{html.escape(n)}</h3>{table_html(compact_best(t))}</div>" for n, t in runs.items())
+    table, base = paired(runs, baseline)
     sections = [
         (f"Best configuration of each run (differences vs {names[0]})", table_html(delta_table(runs))),
         ("Best configurations, side by side", f'<div class="runs">{side}</div>'),
     ]
+    if base:
+        sections.append((f"Paired per-seed differences vs {base}", paired_html(table)))
     for p in shared_params(runs):
         sections.append((f"Parameter {p}", figure_div(F.compare_param_curves(runs, p), f"no ok trial sets {p}")))
     return page(f"ltsearch compare — {', '.join(names)}", sections, cdn)
 
 
-def write_compare(run_dirs: Sequence[str | Path], out: str | Path | None, fmt: str = "html", cdn: bool = False) -> str | Path:
-    """Compare runs; ``fmt`` is ``"html"`` (writes ``out``, returns its path) or ``"markdown"``
-    (returns the text; also writes it to ``out`` when given)."""
-    if fmt not in ("html", "markdown"):
-        raise ValueError(f"fmt must be 'html' or 'markdown', got {fmt!r}")
+def write_compare(run_dirs: Sequence[str | Path], out: str | Path | None, fmt: str = "html", cdn: bool = False,
+                  baseline: str | None = None) -> str | Path:
+    """Compare runs; ``fmt`` is ``"html"`` (writes ``out``, returns its path) or ``"markdown"`` /
+    ``"latex"`` / ``"csv"`` (returns the text; also writes it to ``out`` when given). ``baseline``
+    names the configuration the paired differences are taken against (``stats.choose_baseline``)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not run_dirs:
         raise ValueError("write_compare needs at least one run directory")
     runs = load_runs(run_dirs)
-    if fmt == "markdown":
-        text = markdown(runs)
+    if fmt != "html":
+        render = {"markdown": markdown, "latex": lambda r, b: tables.latex(r, b, TOP), "csv": tables.csv}[fmt]
+        text = render(runs, baseline)
         if out is not None:
             Path(out).write_text(text, encoding="utf-8")
         return text
     if out is None:
         raise ValueError("fmt='html' needs an output path")
+    page_text = html_page(runs, cdn, baseline)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html_page(runs, cdn), encoding="utf-8")
+    target.write_text(page_text, encoding="utf-8")
     return target

@@ -11,6 +11,7 @@ import plotly.colors as pc
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ltsearch.report import params as P
 from ltsearch.report import summary as S
 
 PALETTE = pc.qualitative.Plotly
@@ -52,10 +53,40 @@ def group_bars(trials: pd.DataFrame, top: int = 20) -> go.Figure | None:
     return _layout(fig, "Test accuracy by class group (mean ± std over seeds; n/a: the group has no class)", 460)
 
 
+def _split_curves(trials: pd.DataFrame, param: str) -> go.Figure | None:
+    """A numeric parameter whose trials differ in a categorical parameter (loss, method): one
+    colour per combination, val solid with a ±std band, test dashed."""
+    fig = go.Figure()
+    for metric, name, dash in (("val_acc", "val", "solid"), ("test_acc", "test", "dash")):
+        d = P.param_curves(trials, param, metric)
+        for i, (group, g) in enumerate(d.groupby("group", sort=True)):
+            color = PALETTE[i % len(PALETTE)]
+            x, m = [float(v) for v in g["value"]], list(g["mean"])
+            std = [0.0 if math.isnan(v) else v for v in g["std"]]
+            if metric == "val_acc" and any(std):
+                fig.add_scatter(x=x + x[::-1], y=[a + b for a, b in zip(m, std)] + [a - b for a, b in zip(m[::-1], std[::-1])],
+                                fill="toself", fillcolor=_rgba(color, 0.12), mode="lines", line={"width": 0},
+                                hoverinfo="skip", showlegend=False, legendgroup=group, name=f"{name} ± std · {group}")
+            fig.add_scatter(x=x, y=m, mode="lines+markers", name=f"{name} · {group}", legendgroup=group,
+                            line={"color": color, "dash": dash}, customdata=list(g["n"]),
+                            hovertemplate=f"{group}<br>{param}=%{{x}}<br>{name}: %{{y:.2f}} (n=%{{customdata}})<extra></extra>")
+    return fig if fig.data else None
+
+
 def param_curve(trials: pd.DataFrame, param: str) -> go.Figure | None:
-    """Val and test accuracy vs one searched parameter: a line with a ±std band when numeric,
-    bars with error bars when categorical."""
+    """Val and test accuracy vs one searched parameter: a line with a ±std band when numeric (one
+    per combination of the categorical parameters that vary with it, ``params.split_by``), bars
+    with error bars when categorical."""
     numeric = S.is_numeric_param(trials[param])
+    if numeric and P.split_by(trials, param):
+        fig = _split_curves(trials, param)
+        if fig is None:
+            return None
+        fig.update_layout(xaxis_title=param, yaxis_title="accuracy (%)")
+        if P.log_scaled(trials[param]):
+            fig.update_xaxes(type="log")
+        by = ", ".join(P.split_by(trials, param))
+        return _layout(fig, f"{param}: accuracy over ok trials (mean ± std), one curve per {by}", 420)
     fig = go.Figure()
     drawn = False
     for i, (metric, name) in enumerate((("val_acc", "val"), ("test_acc", "test"))):
@@ -105,6 +136,32 @@ def heatmap(trials: pd.DataFrame, a: str, b: str) -> go.Figure | None:
         fig.update_xaxes(title_text=b, type="category", row=1, col=col)
         fig.update_yaxes(title_text=a, type="category", row=1, col=col)
     return _layout(fig, f"{a} × {b} (mean over ok trials)", 420)
+
+
+def contour(trials: pd.DataFrame, a: str, b: str) -> go.Figure | None:
+    """Mean val accuracy over two numeric parameters (``params.contour``): interpolated contours
+    with the trials as points, one panel per combination of the categorical parameters."""
+    panels = P.contour(trials, a, b)
+    if not panels:
+        return None
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p["group"] or "all ok trials" for p in panels],
+                        horizontal_spacing=0.08)
+    zs = [v for p in panels for row in p["z"] for v in row if v is not None] + \
+        [float(v) for p in panels for v in p["points"]["val_acc"]]
+    for col, p in enumerate(panels, start=1):
+        fig.add_contour(x=p["x"], y=p["y"], z=p["z"], colorscale="Viridis", zmin=min(zs), zmax=max(zs),
+                        contours={"coloring": "heatmap", "showlabels": True}, connectgaps=False,
+                        showscale=col == len(panels), colorbar={"title": {"text": "val acc"}}, row=1, col=col,
+                        hovertemplate=f"{a}=%{{x:.4g}}<br>{b}=%{{y:.4g}}<br>val: %{{z:.2f}}<extra></extra>")
+        pts = p["points"]
+        fig.add_scatter(x=list(pts[a]), y=list(pts[b]), mode="markers", showlegend=False, row=1, col=col,
+                        marker={"color": list(pts["val_acc"]), "colorscale": "Viridis", "cmin": min(zs), "cmax": max(zs),
+                                "line": {"color": "white", "width": 1}, "size": 8},
+                        customdata=list(zip(pts["val_acc"], pts["n"])),
+                        hovertemplate=f"{a}=%{{x:.4g}}<br>{b}=%{{y:.4g}}<br>val %{{customdata[0]:.2f}} (n=%{{customdata[1]}})<extra></extra>")
+        fig.update_xaxes(title_text=a, type="log" if p["log_x"] else "linear", row=1, col=col)
+        fig.update_yaxes(title_text=b, type="log" if p["log_y"] else "linear", row=1, col=col)
+    return _layout(fig, f"{a} × {b}: val accuracy (mean over seeds; interpolated between trials)", 440)
 
 
 def parcoords(trials: pd.DataFrame) -> go.Figure | None:

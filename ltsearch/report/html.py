@@ -2,7 +2,9 @@
 
 plotly.js is inlined once in the page head (about 5 MB, works offline); ``cdn=True`` references
 plotly's CDN instead (small file, needs network to view). Sections: summary and provenance, best
-configurations, class-group bars, each searched parameter (a heat map when exactly two categorical
+configurations, paired per-seed differences to a baseline (95 % CI), class-group bars, each searched
+parameter (a numeric one: one curve per combination of the categorical parameters that vary with
+it; a contour for each pair of numeric parameters; a heat map when exactly two categorical
 parameters are searched), parallel coordinates, parameter importance (10+ ok trials), learning
 curves, per-class accuracy and classifier weight norms of the best trial vs a baseline, failed
 trials, and ``spec.yaml`` when the run has one.
@@ -21,6 +23,7 @@ import plotly.offline as po
 import ltsearch
 
 from ltsearch.report import figures as F
+from ltsearch.report import params as P
 from ltsearch.report import summary as S
 from ltsearch.results import ResultStore, load
 from ltsearch.results.provenance import git_commit
@@ -106,6 +109,8 @@ def param_sections(trials: pd.DataFrame) -> list[tuple[str, str]]:
     out = []
     if len(cats) == 2:  # e.g. HRDC strategy × fusion (pooled over any numeric parameter)
         out.append((f"{cats[0]} × {cats[1]}", figure_div(F.heatmap(trials, *cats))))
+    for a, b in P.numeric_pairs(trials):  # e.g. optim.lr × loss.gamma: a contour, like optuna's plot_contour
+        out.append((f"{a} × {b}", figure_div(F.contour(trials, a, b), "the trials' points lie on a line")))
     for p in params:
         out.append((f"Parameter {p}", figure_div(F.param_curve(trials, p), f"no ok trial sets {p}")))
     return out
@@ -123,7 +128,19 @@ def failed_html(trials: pd.DataFrame) -> str:
     return table_html(view)
 
 
-def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFrame, per_class: pd.DataFrame) -> list[tuple[str, str]]:
+def paired_section(trials: pd.DataFrame, baseline: str | None) -> list[tuple[str, str]]:
+    """Paired per-seed differences of every configuration to the baseline (``report.stats``)."""
+    from ltsearch.report import stats as T
+
+    diffs, base = T.paired_differences({"run": trials}, baseline)
+    if diffs.empty or len(diffs) < 2:
+        return []
+    table = table_html(T.delta_display(diffs)).replace(" within noise</td>", " <b>within noise</b></td>")
+    return [(f"Paired differences vs {base}", f'<p class="muted">{html.escape(T.NOTE)}</p>' + table)]
+
+
+def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFrame, per_class: pd.DataFrame,
+                   baseline: str | None = None) -> list[tuple[str, str]]:
     if trials.empty:
         return [("Results", '<p class="muted">this run has no finished trials yet</p>')]
     imp = S.param_importance(trials)
@@ -133,6 +150,7 @@ def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFra
         ("Best configurations", '<p class="muted">mean ± std over the ok seeds, ranked by mean val accuracy; '
                                 'many/medium/few are test accuracies, n/a where the group is empty.</p>'
                                 + table_html(S.best_table(trials, top=50))),
+        *paired_section(trials, baseline),
         ("Accuracy by class group", figure_div(F.group_bars(trials), "no ok trials")),
         *param_sections(trials),
         ("Parallel coordinates", figure_div(F.parcoords(trials), "no searched parameters")),
@@ -149,13 +167,16 @@ def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFra
     return sections
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, cdn: bool = False) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, cdn: bool = False,
+                 baseline: str | None = None) -> Path:
     """Write the HTML report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``); return its path.
 
     A run without results yet still gets a page (saying so); ``cdn=True`` links plotly.js instead
-    of inlining it."""
+    of inlining it; ``baseline`` names the configuration of the paired differences (default: CE, else
+    the best)."""
     trials, epochs, per_class = load(run_dir)
-    text = page(f"ltsearch report — {run_name(run_dir, trials)}", build_sections(run_dir, trials, epochs, per_class), cdn)
+    sections = build_sections(run_dir, trials, epochs, per_class, baseline)
+    text = page(f"ltsearch report — {run_name(run_dir, trials)}", sections, cdn)
     if out is None:  # next to the results, through the store (atomic; also for s3:// / gs:// run dirs)
         return Path(ResultStore(run_dir).write_text("report.html", text))
     target = Path(out)

@@ -31,7 +31,8 @@ class LiveTable(Callback):
         done = sum(r["status"] != "RUNNING" for _, r in items)
         for tid, r in items[-self.max_rows:]:
             v = r.get("val_acc")
-            t.add_row(tid, r["params"], str(r.get("epoch", "")),
+            params = r["params"] if len(r["params"]) <= 70 else r["params"][:69] + "…"  # the terminal's live view only
+            t.add_row(tid, params, str(r.get("epoch", "")),
                       "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}", r["status"])
         t.caption = f"{done}/{len(items)} finished"
         return t
@@ -40,7 +41,7 @@ class LiveTable(Callback):
         cfg = dict(trial.config.get("params", trial.config))
         text = ", ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
                          for k, v in cfg.items())
-        row = self.rows.setdefault(trial.trial_id, {"params": text[:70]})
+        row = self.rows.setdefault(trial.trial_id, {"params": text})
         row["status"] = status
         if result:
             row["epoch"] = result.get("epoch", row.get("epoch"))
@@ -63,7 +64,8 @@ class LiveTable(Callback):
             r = self.rows[trial.trial_id]
             v = r.get("val_acc")
             shown = f"{v:.2f}" if isinstance(v, (int, float)) and not math.isnan(v) else "n/a"
-            self.console.print(f"trial {trial.trial_id} done: {r['params']} val_acc={shown}", markup=False)
+            self.console.print(f"trial {trial.trial_id} done: {r['params']} val_acc={shown}", markup=False,
+                               highlight=False, soft_wrap=True)  # one line, never wrapped at 80 columns
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._update(trial, "ERROR")

@@ -166,7 +166,7 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
         max_t = planned_epochs(spec.experiment)
         scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=min(grace_period(spec), max_t),
                                   reduction_factor=s.reduction_factor)
-    search_alg = make_search_alg(spec)
+    search_alg = make_search_alg(spec, run_dir)
     if s.algorithm == "optuna":
         param_space: dict[str, Any] = {}
         num_samples = s.num_samples
@@ -187,24 +187,27 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
     )
 
 
-def make_search_alg(spec: Spec) -> Any:
+def make_search_alg(spec: Spec, run_dir: str | None = None) -> Any:
     """BasicVariantGenerator for planned grid/random cells; OptunaSearch (seeded sampler,
-    define-by-run space, ``search.initial`` evaluated first) for optuna."""
+    define-by-run space, ``search.initial`` evaluated first) for optuna, its study stored in
+    ``RUN_DIR/optuna.db`` or ``search.optuna_storage`` (``ltsearch.tune.study``; in memory
+    without ``run_dir``) and warm-started from ``search.warm_start``."""
     from ray.tune.search import BasicVariantGenerator
 
     s = spec.search
     if s.algorithm != "optuna":
         return BasicVariantGenerator(max_concurrent=s.max_concurrent or 0)
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+    from ltsearch.tune.study import study_options, StoredOptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed),
                 "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed),
                 "gp": lambda: optuna.samplers.GPSampler(seed=s.seed),
                 "random": lambda: optuna.samplers.RandomSampler(seed=s.seed)}
-    return OptunaSearch(space=OptunaDefineByRun(s, spec.experiment), metric=s.metric, mode=s.mode,
-                        sampler=samplers[s.sampler](), points_to_evaluate=s.initial or None)
+    return StoredOptunaSearch(space=OptunaDefineByRun(s, spec.experiment), metric=s.metric, mode=s.mode,
+                              sampler=samplers[s.sampler](), points_to_evaluate=s.initial or None,
+                              **study_options(spec, run_dir))
 
 
 def plan(spec: Spec, run_dir: str) -> tuple[list[dict[str, Any]], int]:
@@ -235,6 +238,10 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
     store = ResultStore(run_dir)
     cells, skipped = plan(spec, run_dir)
     planned = len(cells) + skipped if spec.search.algorithm != "optuna" else spec.search.num_samples
+    if spec.search.algorithm == "optuna":  # before anything is written: the study's database, warm starts
+        from ltsearch.tune.study import optuna_preflight
+
+        optuna_preflight(spec, run_dir, warn)
     if spec.search.algorithm != "optuna" and not cells and not resume:
         store.write_text("spec.yaml", dump_spec(spec))
         return SweepResult(run_dir, planned, skipped, 0)

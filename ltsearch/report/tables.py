@@ -1,0 +1,119 @@
+"""Paper-ready tables of compared runs: LaTeX (booktabs) and CSV.
+
+``latex``: two ``table`` floats for ``\\input{}`` (they need ``\\usepackage{booktabs}``): test accuracy
+(%) over all / many / medium / few classes as mean ± std over seeds, the best value of each column
+in bold, configurations ranked by mean validation accuracy (the top ``top`` of each run, and the
+baseline); then the paired per-seed differences to the baseline, mean [95 % CI], with a dagger
+where the interval contains 0 (within seed noise). ``csv``: every configuration of every run, one
+row each, with the numbers behind both tables (means, stds, counts, paired differences).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import pandas as pd
+
+from ltsearch.report import stats as T
+
+GROUPS = (("test_acc", "Overall"), ("test_many", "Many"), ("test_medium", "Medium"), ("test_few", "Few"))
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "---", "–": "--", "…": r"\ldots{}",
+          "±": r"$\pm$", "×": r"$\times$", "Δ": r"$\Delta$", "τ": r"$\tau$", "α": r"$\alpha$", "β": r"$\beta$",
+          "γ": r"$\gamma$", "λ": r"$\lambda$"}
+_RE = re.compile("|".join(re.escape(k) for k in _LATEX))
+
+
+def escape(text: str) -> str:
+    """Text for LaTeX's text mode: special characters escaped; other non-ASCII becomes '?'."""
+    out = _RE.sub(lambda m: _LATEX[m.group(0)], str(text))
+    return "".join(c if ord(c) < 128 else "?" for c in out)
+
+
+def shown(runs: dict[str, pd.DataFrame], baseline: str | None, top: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The configurations in the tables (top ``top`` per run, plus the baseline), their paired
+    differences, and the baseline's label."""
+    configs = T.configurations(runs)
+    diffs, base = T.paired_differences(runs, baseline)
+    if configs.empty:
+        return configs, diffs, base
+    keep = configs.groupby("run", sort=False).cumcount() < top
+    keep |= configs["label"] == base
+    return configs[keep], diffs[keep.to_numpy()], base
+
+
+def _num(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _cell(mean: float, std: float, bold: bool) -> str:
+    if mean is None or math.isnan(mean):
+        return "--"
+    m = rf"\textbf{{{_num(mean)}}}" if bold else _num(mean)
+    return m if std is None or math.isnan(std) else rf"{m} $\pm$ {_num(std)}"
+
+
+def _signed(v: float, mark: str = "") -> str:
+    return f"${v:+.2f}{mark}$".replace("+", "{+}")
+
+
+def _delta_cell(row: pd.Series, group: str) -> str:
+    if row["is_baseline"]:
+        return "baseline"
+    mean, lo, hi, n = (row[f"delta_{group}{k}"] for k in ("", "_low", "_high", "_n"))
+    if not n:
+        return "--"
+    if math.isnan(lo):
+        return f"{_signed(mean)} (1 seed)"
+    dagger = r"^\dagger" if row[f"delta_{group}_noise"] else ""
+    return rf"{_signed(mean, dagger)} {{\scriptsize [{_signed(lo)}, {_signed(hi)}]}}"
+
+
+def latex(runs: dict[str, pd.DataFrame], baseline: str | None = None, top: int = 5) -> str:
+    configs, diffs, base = shown(runs, baseline, top)
+    several = len(runs) > 1
+    names = ", ".join(runs)
+    lines = [f"% ltsearch compare: {names}", r"% needs \usepackage{booktabs}"]
+    if configs.empty:
+        return "\n".join(lines + ["% no finished configurations"]) + "\n"
+    lead = ["Run", "Configuration"] if several else ["Configuration"]
+    spec = "l" * len(lead)
+    best = {m: configs[f"{m}_mean"].max() for m, _ in GROUPS}
+    lines += [r"\begin{table}[t]", r"\centering",
+              r"\caption{Test accuracy (\%) of " + escape(names) + r": mean $\pm$ std over seeds, configurations "
+              r"ranked by mean validation accuracy; best per column in bold; -- where the group has no class.}",
+              rf"\begin{{tabular}}{{{spec}rrrr}}", r"\toprule",
+              " & ".join(lead + [g for _, g in GROUPS]) + r" \\", r"\midrule"]
+    for _, r in configs.iterrows():
+        head = [escape(r["run"]), escape(r["config"])] if several else [escape(r["config"])]
+        cells = [_cell(r[f"{m}_mean"], r[f"{m}_std"], bool(r[f"{m}_mean"] == best[m])) for m, _ in GROUPS]
+        lines.append(" & ".join(head + cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    lines += [r"\begin{table}[t]", r"\centering",
+              r"\caption{Paired per-seed difference in test accuracy (points) to the baseline "
+              + escape(base) + r": mean over the seeds both trained, with its 95\% Student-$t$ confidence "
+              r"interval; $^\dagger$ the interval contains 0 (within seed noise).}",
+              rf"\begin{{tabular}}{{{spec}r{'l' * len(GROUPS)}}}", r"\toprule",
+              " & ".join(lead + ["Seeds"] + [rf"$\Delta$ {g}" for _, g in GROUPS]) + r" \\", r"\midrule"]
+    for _, r in diffs.iterrows():
+        head = [escape(r["run"]), escape(r["config"])] if several else [escape(r["config"])]
+        lines.append(" & ".join(head + [str(int(r["pairs"]))] + [_delta_cell(r, g.lower()) for _, g in GROUPS]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def csv(runs: dict[str, pd.DataFrame], baseline: str | None = None) -> str:
+    """Every configuration: ``run, rank, configuration``, method/loss/parameters, trial counts,
+    ``<metric>_mean/_std``, ``is_baseline``, ``pairs`` and the ``delta_<group>*`` columns."""
+    configs = T.configurations(runs)
+    if configs.empty:
+        return ""
+    diffs, _ = T.paired_differences(runs, baseline)
+    out = configs.drop(columns=["config_key", "label"]).rename(columns={"config": "configuration"})
+    extra = diffs.drop(columns=["run", "config", "label"]).reset_index(drop=True)
+    out = pd.concat([out.reset_index(drop=True), extra], axis=1)
+    buf = io.StringIO()
+    out.to_csv(buf, index=False, float_format="%.4f")
+    return buf.getvalue()

@@ -1,0 +1,169 @@
+"""``ltsearch status RUN_DIR``: what a running or finished sweep has done, read-only.
+
+Reads ``RUN_DIR/spec.yaml`` (what was planned), the Parquet files (finished rows, epoch times and
+trials in progress) and Ray Tune's newest experiment state (``RUN_DIR/_tune/experiment_state-*.json``),
+through pyarrow's filesystems, so a local path and a storage URI (``s3://``, ``gs://``) work alike.
+It writes nothing and tolerates a sweep writing at the same time: a file that vanishes or is
+half-written between listing and reading is skipped (Parquet files are replaced atomically, Tune's
+JSON is not), and a missing piece (no spec, no Tune state yet) leaves its numbers out.
+
+Units are trials = one configuration × one seed (one Parquet row). Planned: the grid/random cells
+(``search.space``), or ``num_samples`` × seeds for Optuna. Running: trials with epoch records but no
+row yet. ETA: the epochs still to train (at the median epoch time so far) divided by the trials
+running in parallel; ASHA stopping trials early makes it an upper bound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import yaml
+
+from ltsearch.errors import UserError
+from ltsearch.results.store import ResultStore
+
+TUNE_DIR = "_tune"
+
+
+@dataclass
+class SweepStatus:
+    run_dir: str
+    name: str = ""
+    algorithm: str = ""
+    planned: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # ok / failed / stopped
+    running: int = 0  # trials with epochs written but no row
+    tune: dict[str, int] = field(default_factory=dict)  # Tune's trial statuses (RUNNING, PENDING, ...)
+    best: dict[str, Any] | None = None  # config, val_acc_mean, val_acc_std, n_ok
+    epoch_seconds: float | None = None  # median over all recorded epochs
+    eta_seconds: float | None = None
+    last_update: float | None = None  # seconds since the newest file was written
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def not_started(self) -> int | None:
+        return None if self.planned is None else max(0, self.planned - self.finished - self.running)
+
+
+def _files(store: ResultStore, dataset: str) -> list[pafs.FileInfo]:
+    try:
+        infos = store.fs.get_file_info(pafs.FileSelector(store.path(dataset), allow_not_found=True))
+    except OSError:
+        return []
+    return sorted((f for f in infos if f.path.endswith(".parquet") and not Path(f.path).name.startswith((".", "_"))),
+                  key=lambda f: f.path)  # the order ResultStore.read uses (ties rank alike everywhere)
+
+
+def _read_tables(store: ResultStore, files: list[pafs.FileInfo], columns: list[str] | None = None) -> pd.DataFrame:
+    tables = []
+    for f in files:
+        try:
+            t = pq.read_table(f.path, filesystem=store.fs)
+            tables.append(t.select([c for c in columns if c in t.column_names]) if columns else t)
+        except (OSError, pa.ArrowInvalid):  # replaced or removed while we read: skip
+            continue
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas() if tables else pd.DataFrame()
+
+
+def _read_text(store: ResultStore, path: str) -> str | None:
+    try:
+        with store.fs.open_input_stream(path) as f:
+            return f.read().decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def tune_state(store: ResultStore) -> tuple[dict[str, int], float | None]:
+    """Trial statuses from Tune's newest readable experiment state, and its modification time."""
+    try:
+        infos = store.fs.get_file_info(pafs.FileSelector(f"{store.root}/{TUNE_DIR}", allow_not_found=True))
+    except OSError:
+        return {}, None
+    states = sorted((f for f in infos if Path(f.path).name.startswith("experiment_state-") and f.path.endswith(".json")),
+                    key=lambda f: f.path, reverse=True)
+    for f in states:  # the newest may be half-written: fall back to the one before
+        text = _read_text(store, f.path)
+        try:
+            data = json.loads(text or "")
+            statuses = [json.loads(t[0])["status"] for t in data["trial_data"]]
+        except (ValueError, KeyError, TypeError, IndexError):
+            continue
+        counts: dict[str, int] = {}
+        for s in statuses:
+            counts[s] = counts.get(s, 0) + 1
+        return counts, f.mtime.timestamp() if f.mtime else None
+    return {}, None
+
+
+def _planned(spec: dict[str, Any]) -> int | None:
+    from ltsearch.spec import Spec
+    from ltsearch.tune.space import plan_cells
+
+    try:
+        s = Spec.model_validate(spec)
+    except Exception:  # noqa: BLE001 - a spec this version cannot read: no plan shown
+        return None
+    if s.search.algorithm == "optuna":
+        return s.search.num_samples * (len(s.search.seeds) if s.resources.workers == 1 else 1)
+    return len(plan_cells(s.search, s.experiment))
+
+
+def sweep_status(run_dir: str, now: float | None = None) -> SweepStatus:
+    store = ResultStore(run_dir)
+    spec_text = _read_text(store, f"{store.root}/spec.yaml")
+    tfiles, efiles = _files(store, "trials"), _files(store, "epochs")
+    tune, tune_mtime = tune_state(store)
+    if spec_text is None and not tfiles and not tune:
+        raise UserError(f"{run_dir}: not a run directory (no spec.yaml, trials/ or _tune/ inside)")
+    spec = yaml.safe_load(spec_text) if spec_text else {}
+    st = SweepStatus(run_dir, name=str((spec or {}).get("name", Path(run_dir.rstrip("/")).name)),
+                     algorithm=str(((spec or {}).get("search") or {}).get("algorithm", "")), tune=tune)
+    st.planned = _planned(spec) if spec else None
+    trials = _read_tables(store, tfiles)
+    st.trials = trials
+    st.counts = {s: int((trials["status"] == s).sum()) if len(trials) else 0 for s in ("ok", "failed", "stopped")}
+    epochs = _read_tables(store, efiles, ["trial_id", "epoch", "seconds"])
+    done_ids = set(trials["trial_id"]) if len(trials) else set()
+    in_progress = epochs[~epochs["trial_id"].isin(done_ids)] if len(epochs) else epochs
+    st.running = int(in_progress["trial_id"].nunique()) if len(in_progress) else 0
+    secs = pd.to_numeric(epochs["seconds"], errors="coerce").dropna() if len(epochs) and "seconds" in epochs else pd.Series()
+    st.epoch_seconds = float(secs.median()) if len(secs) else None
+    ok = trials[trials["status"] == "ok"] if len(trials) else trials
+    if len(ok) and ok["val_acc"].notna().any():
+        from ltsearch.report.summary import config_summary
+
+        top = config_summary(ok).iloc[0]
+        st.best = {"config": top["config"], "val_acc_mean": float(top["val_acc_mean"]),
+                   "val_acc_std": float(top["val_acc_std"]), "n_ok": int(top["n_ok"])}
+    st.eta_seconds = _eta(st, trials, in_progress, spec)
+    mtimes = [f.mtime.timestamp() for f in tfiles + efiles if f.mtime] + ([tune_mtime] if tune_mtime else [])
+    st.last_update = (now or time.time()) - max(mtimes) if mtimes else None
+    return st
+
+
+def _eta(st: SweepStatus, trials: pd.DataFrame, in_progress: pd.DataFrame, spec: dict[str, Any]) -> float | None:
+    if st.planned is None or st.epoch_seconds is None:
+        return None
+    if st.finished >= st.planned:
+        return 0.0
+    done = pd.to_numeric(trials.get("epochs_done"), errors="coerce").dropna() if len(trials) else pd.Series()
+    per_trial = float(done[trials["status"] == "ok"].median()) if len(done) and (trials["status"] == "ok").any() \
+        else float(((spec.get("experiment") or {}).get("optim") or {}).get("epochs", 0) or 0)
+    if not per_trial or math.isnan(per_trial):
+        return None
+    running_left = sum(max(0.0, per_trial - len(g)) for _, g in in_progress.groupby("trial_id")) if len(in_progress) else 0.0
+    left = (st.not_started or 0) * per_trial + running_left
+    return left * st.epoch_seconds / max(1, st.running)

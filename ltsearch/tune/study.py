@@ -1,0 +1,312 @@
+"""Optuna studies in a database: ``RUN_DIR/optuna.db`` (SQLite) or ``search.optuna_storage``.
+
+``StoredOptunaSearch`` is Ray Tune's ``OptunaSearch`` with its study in an Optuna RDB storage
+(study name = the spec's name), so ``optuna-dashboard sqlite:///RUN_DIR/optuna.db`` shows the sweep
+while it runs. What makes it safe across ``--resume`` and ``kill -9``:
+
+- Tune pickles the searcher with its experiment state. Pickled, the searcher keeps only the map
+  *Tune trial id → Optuna trial id* and the sampler; restored, it reloads the study from the
+  database (the database, not a stale pickle, holds the trials).
+- Restored, it looks for this sweep's trials that Tune no longer knows (asked after Tune's last
+  experiment checkpoint; every asked trial carries the sweep's ``ltsearch_session`` tag). Those
+  already told, and RUNNING ones whose Parquet rows are complete (settled COMPLETE with the mean over
+  seeds, PRUNED if a seed was stopped, FAIL if one failed), count towards ``num_samples``: the
+  searcher ends the sweep that many trials early. One killed before its rows were written is
+  marked FAIL (``ltsearch_killed``) and its parameters are enqueued again, so the next trial
+  continues it from its checkpoint; one killed while Optuna sampled it (no parameters) just fails.
+  The sampler is then reseeded, as its pickled random state would replay the proposals made after
+  the checkpoint. A fresh run on an existing study settles only RUNNING trials whose rows are
+  complete (another driver may still be running the rest).
+- A trial's final state comes from its Parquet rows too (ok → COMPLETE, stopped → PRUNED, failed →
+  FAIL); a trial that is already finished in the study is never told twice (an errored trial that
+  ``--resume`` re-runs to ok gets one new COMPLETE trial with the same parameters).
+- ``search.initial`` points and warm-start trials (``ltsearch.tune.warm``) are added once per study.
+
+A run on a remote storage URI (``s3://``, ``gs://``) has no local file for SQLite: unless
+``search.optuna_storage`` names a database, its study stays in Tune's pickled state (as Ray does by
+default) and the run prints one line saying so.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from ltsearch.errors import UserError
+from ltsearch.tune.warm import WARM_KEY
+
+DB_FILE = "optuna.db"
+SESSION_KEY = "ltsearch_session"  # the sweep (Tune experiment) that asked the trial
+RETRY_KEY = "ltsearch_retry_of"  # a killed trial's parameters, asked again
+COPY_KEY = "ltsearch_completes"  # the COMPLETE twin of a trial that failed and was re-run to ok
+KILLED_KEY = "ltsearch_killed"
+
+
+def storage_url(spec: Any, run_dir: str | None) -> str | None:
+    """The study's SQLAlchemy URL: ``search.optuna_storage``, else ``sqlite:///RUN_DIR/optuna.db``
+    for a local run directory; None (in-memory, pickled with Tune's state) for ``memory`` or a
+    remote run directory without ``search.optuna_storage``."""
+    given = spec.search.optuna_storage
+    if given == "memory":
+        return None
+    if given:
+        return given
+    if run_dir is None:
+        return None
+    if "://" in run_dir and not run_dir.startswith("file://"):
+        return None
+    local = run_dir[len("file://"):] if run_dir.startswith("file://") else run_dir
+    return f"sqlite:///{Path(local).expanduser().resolve() / DB_FILE}"
+
+
+def remote_without_database(spec: Any, run_dir: str) -> bool:
+    return spec.search.algorithm == "optuna" and storage_url(spec, run_dir) is None \
+        and spec.search.optuna_storage != "memory"
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def _safe(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for a message
+        return url.split("@")[-1]
+
+
+def check_storage(url: str | None) -> None:
+    """Connect once before anything is written (a typo'd host or a missing driver is a UserError)."""
+    if url is None or url.startswith("sqlite"):
+        return
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as err:  # noqa: BLE001 - any failure to connect is the user's to fix
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise UserError(f"search.optuna_storage: cannot open {_safe(url)} ({type(err).__name__}: {first}); "
+                        "give a reachable SQLAlchemy URL (its driver installed) or 'memory'") from None
+
+
+def study_options(spec: Any, run_dir: str | None) -> dict[str, Any]:
+    """``StoredOptunaSearch`` keyword arguments for a spec and its run directory."""
+    from ltsearch.tune.warm import warm_trials
+
+    return {"study_name": spec.name, "storage_url": storage_url(spec, run_dir), "warm_trials": warm_trials(spec)[0],
+            "budget": spec.search.num_samples,
+            "outcome": ParquetOutcome(spec.model_dump_json(by_alias=True), run_dir) if run_dir else None}
+
+
+def optuna_preflight(spec: Any, run_dir: str, warn: Any) -> None:
+    """Checks that raise (exit 2) before a sweep writes anything, and notes for the user."""
+    from ltsearch.tune.warm import warm_trials
+
+    check_storage(storage_url(spec, run_dir))
+    for note in warm_trials(spec)[1]:
+        warn(note)
+    if remote_without_database(spec, run_dir):
+        warn(f"note: the Optuna study stays in Ray Tune's state only: SQLite cannot live on {run_dir} "
+             "(set search.optuna_storage to a database URL, e.g. postgresql://user@host/db, to keep it in a database)")
+
+
+class ParquetOutcome:
+    """What the run's Parquet rows say about one configuration: ``(state, value)`` with value the
+    mean of ``search.metric`` over its seeds when every seed is ok. Picklable (Tune pickles it)."""
+
+    def __init__(self, spec_json: str, run_dir: str):
+        self.spec_json, self.run_dir = spec_json, run_dir
+
+    def __call__(self, params: dict[str, Any]) -> tuple[TrialState | None, float | None]:
+        from ltsearch.results.store import ResultStore
+        from ltsearch.spec import Spec, resolve_experiment
+        from ltsearch.trial import trial_id_for
+
+        spec = Spec.model_validate_json(self.spec_json)
+        store = ResultStore(self.run_dir)
+        seeds = spec.search.seeds if spec.resources.workers == 1 else spec.search.seeds[:1]  # DDP: the first seed
+        rows = []
+        for seed in seeds:
+            tid = trial_id_for(resolve_experiment(spec.experiment, {**params, "seed": seed}, source="search.space"))
+            rows.append(store.read_trial(tid) if store.has_trial(tid) else None)
+        states = {r["status"] if r else None for r in rows}
+        if "failed" in states:
+            return TrialState.FAIL, None
+        if "stopped" in states:
+            return TrialState.PRUNED, None
+        if states != {"ok"}:
+            return None, None
+        vals = [r.get(spec.search.metric) for r in rows]
+        if any(v is None or not math.isfinite(float(v)) for v in vals):
+            return TrialState.COMPLETE, None  # metric not a trials column (train_loss): Tune's value is used
+        return TrialState.COMPLETE, sum(float(v) for v in vals) / len(vals)
+
+
+class StoredOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` whose study lives in an RDB storage (see the module docstring)."""
+
+    def __init__(self, space: Any, *, metric: str, mode: str, sampler: Any, study_name: str,
+                 storage_url: str | None = None, points_to_evaluate: list[dict] | None = None,
+                 warm_trials: Iterable[optuna.trial.FrozenTrial] = (), outcome: ParquetOutcome | None = None,
+                 budget: int | None = None):
+        self._storage_url = storage_url
+        self._budget = budget  # num_samples of this sweep
+        self._unknown: set[int] = set()  # this sweep's trials that finished without Tune knowing them
+        self._session = uuid.uuid4().hex[:12]
+        self._warm = list(warm_trials)
+        self._outcome = outcome
+        self._ids: dict[str, int] = {}  # Tune trial id -> Optuna trial id
+        self._restored = False
+        self._initial = list(points_to_evaluate or [])
+        super().__init__(space=space, metric=metric, mode=mode, sampler=sampler, study_name=study_name,
+                         storage=open_storage(storage_url) if storage_url else None)
+
+    # ------------------------------------------------------------------ study set-up and pickling
+
+    def _setup_study(self, mode: Any) -> None:
+        super()._setup_study(mode)  # create_study(load_if_exists=True); self._points_to_evaluate is empty
+        trials = self._ot_study.get_trials(deepcopy=False)
+        have = {t.user_attrs.get(WARM_KEY) for t in trials}
+        self._ot_study.add_trials([t for t in self._warm if t.user_attrs[WARM_KEY] not in have])
+        for point in self._initial:  # once per study: a re-run of the spec does not repeat them
+            self._ot_study.enqueue_trial(point, skip_if_exists=True)
+        if self._storage_url:
+            self._settle(own=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._storage_url:  # the database holds the trials; keep only what rebuilds the link
+            state.update(_ot_study=None, _storage=None, _ot_trials={}, _restored=True, _warm=[])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__setstate__(pickle.load(f))
+
+    def _study(self) -> optuna.Study:
+        """The study; after unpickling, reloaded from the database and settled."""
+        if self._ot_study is None:
+            self._storage = open_storage(self._storage_url)
+            self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
+                                               sampler=self._sampler, pruner=optuna.pruners.NopPruner())
+        if self._restored:
+            self._restored = False
+            self._settle(own=True)
+        return self._ot_study
+
+    def _settle(self, own: bool) -> None:
+        """Finish the study's RUNNING trials that no live Tune trial will report: from Parquet; with
+        ``own`` (this driver restored the experiment) those without rows fail (they were killed)."""
+        if self._outcome is None:
+            return
+        live = set(self._ids.values())
+        found = False
+        for t in self._ot_study.get_trials(deepcopy=False):
+            running = t.state == TrialState.RUNNING
+            # ours: tagged by this sweep, or killed between Optuna's ask and the tag (untagged, running)
+            ours = t.user_attrs.get(SESSION_KEY, self._session if running else None) == self._session
+            if t._trial_id in live or COPY_KEY in t.user_attrs or KILLED_KEY in t.user_attrs \
+                    or t.state == TrialState.WAITING or (own and not ours) or (not own and not running):
+                continue
+            found = True
+            if t.state.is_finished():  # told before the kill, after Tune's last checkpoint
+                self._unknown.add(t._trial_id)
+                continue
+            if own and not t.params:  # killed while Optuna sampled it: nothing was run
+                self._ot_study._storage.set_trial_user_attr(t._trial_id, KILLED_KEY, True)
+                self._ot_study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                continue
+            state, value = self._outcome_of(t.params)
+            if state is TrialState.COMPLETE and value is None:
+                state = None
+            if state is not None:
+                self._ot_study.tell(t.number, value if state is TrialState.COMPLETE else None, state=state,
+                                    skip_if_finished=True)
+                if own:
+                    self._unknown.add(t._trial_id)
+            elif own:  # killed mid-training: run it again (it continues from its checkpoint)
+                self._ot_study._storage.set_trial_user_attr(t._trial_id, KILLED_KEY, True)
+                self._ot_study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                self._ot_study.enqueue_trial(t.params, user_attrs={RETRY_KEY: t.number})
+        if own and found:  # its pickled random state would replay the proposals made after the checkpoint
+            self._sampler.reseed_rng()
+
+    def _outcome_of(self, params: dict[str, Any]) -> tuple[TrialState | None, float | None]:
+        try:
+            return self._outcome(params)  # type: ignore[misc]
+        except (UserError, OSError):  # parameters that no longer resolve, an unreadable file: no verdict
+            return None, None
+
+    # ------------------------------------------------------------------ Tune's searcher hooks
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        self._study()
+        if trial_id not in self._ids and self._budget and len(self._ids) + len(self._unknown) >= self._budget:
+            return Searcher.FINISHED
+        config = super().suggest(trial_id)
+        ot_id = self._ids[trial_id] = self._ot_trials[trial_id]._trial_id
+        self._ot_study._storage.set_trial_user_attr(ot_id, SESSION_KEY, self._session)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        value, step = result.get(self.metric), result.get("epoch", result.get("training_iteration"))
+        if isinstance(self.metric, list) or trial_id not in self._ids or value is None or step is None:
+            return
+        if not math.isfinite(float(value)):
+            return
+        storage = self._study()._storage
+        frozen = storage.get_trial(self._ids[trial_id])
+        if frozen.state == TrialState.RUNNING and int(step) not in frozen.intermediate_values:
+            storage.set_trial_intermediate_value(frozen._trial_id, int(step), float(value))
+
+    def _final(self, frozen: optuna.trial.FrozenTrial, result: dict | None, error: bool) -> tuple[TrialState, float | None]:
+        reported = (result or {}).get(self.metric)
+        reported = float(reported) if reported is not None and math.isfinite(float(reported)) else None
+        if error or (result or {}).get("failed"):
+            return TrialState.FAIL, None
+        if self._outcome is not None:
+            state, value = self._outcome_of(frozen.params)
+            if state is TrialState.COMPLETE:
+                value = value if value is not None else reported
+                return (TrialState.COMPLETE, value) if value is not None else (TrialState.FAIL, None)
+            if state is not None:
+                return state, None
+        if reported is not None and self._outcome is None:
+            return TrialState.COMPLETE, reported
+        return TrialState.PRUNED, None  # stopped by the scheduler (or never started)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self._ids:
+            return
+        study = self._study()
+        frozen = study._storage.get_trial(self._ids[trial_id])
+        state, value = self._final(frozen, result, error)
+        if not frozen.state.is_finished():
+            study.tell(frozen.number, value if state is TrialState.COMPLETE else None, state=state)
+        elif state is TrialState.COMPLETE and frozen.state is not TrialState.COMPLETE:
+            # an errored trial that --resume ran again: one COMPLETE trial with the same parameters
+            study.add_trial(optuna.trial.create_trial(
+                params=frozen.params, distributions=frozen.distributions, value=value,
+                user_attrs={**frozen.user_attrs, COPY_KEY: frozen.number}))
+        self._completed_trials.add(trial_id)

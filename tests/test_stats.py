@@ -1,0 +1,205 @@
+"""Paired per-seed statistics against a baseline, and the LaTeX / CSV / markdown tables of ``compare``.
+
+The expected intervals are computed here by hand: d_s = X_s − B_s, mean, sample std (ddof=1),
+half-width t · s / √n with the t quantiles from a printed table (t_0.975 with 2 and 3 degrees of
+freedom: 4.302653, 3.182446), not from scipy.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from ltsearch.cli import app
+from ltsearch.errors import UserError
+from ltsearch.report import stats as T
+from ltsearch.report import tables
+from ltsearch.results import ResultStore
+
+T2, T3 = 4.302653, 3.182446  # Student t, 97.5 % quantile, 2 and 3 degrees of freedom (printed tables)
+
+
+def rows(method, loss, test, params=None, seeds=None, many=None):
+    """Trials rows of one configuration: test accuracy per seed (many = test + 10 unless given)."""
+    seeds = seeds or list(range(len(test)))
+    return [{"trial_id": f"{method}-{loss}-{params}-{s}", "status": "ok", "method": method, "loss": loss, "seed": s,
+             "val_acc": t + 1, "test_acc": t, "test_many": (many[i] if many else t + 10), "test_medium": t - 5,
+             "test_few": math.nan, **(params or {})} for i, (s, t) in enumerate(zip(seeds, test))]
+
+
+def run_frame():
+    """CE baseline [70, 72, 71]; focal: clearly better; ldam: within noise; bs: one seed paired."""
+    data = (rows("single", "ce", [70.0, 72.0, 71.0])
+            + rows("single", "focal", [73.0, 74.0, 74.5])  # d = 3, 2, 3.5
+            + rows("single", "ldam", [71.0, 71.0, 73.0, 79.0], seeds=[0, 1, 2, 7], many=[80, 84, 81, 90])  # seed 7 unpaired
+            + rows("single", "balanced_softmax", [75.0, 90.0], seeds=[2, 5]))  # only seed 2 paired
+    df = pd.DataFrame(data)
+    df["method.loss"] = df["loss"]  # the searched parameter
+    return df
+
+
+def hand_interval(d, t):
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    return mean, mean - t * sd / math.sqrt(n), mean + t * sd / math.sqrt(n)
+
+
+def test_t_interval_matches_the_formula_by_hand():
+    mean, lo, hi, n = T.t_interval([1.0, 2.0, 3.0, 6.0])
+    m, l, h = hand_interval([1.0, 2.0, 3.0, 6.0], T3)  # mean 3, s = sqrt(14/3)
+    assert n == 4 and mean == 3.0 and lo == pytest.approx(l, abs=1e-5) and hi == pytest.approx(h, abs=1e-5)
+    assert lo == pytest.approx(3 - T3 * math.sqrt(14 / 3) / 2, abs=1e-5)
+    assert T.within_noise(lo, hi) is True and T.within_noise(0.1, 2.0) is False
+    assert T.t_interval([2.5])[1:] == (pytest.approx(math.nan, nan_ok=True),) * 2 + (1,)
+
+
+def test_paired_differences_on_constructed_rows():
+    diffs, base = T.paired_differences({"r": run_frame()})
+    assert base == "loss=ce"  # default: single-branch CE
+    d = diffs.set_index("config")
+    assert bool(d.loc["loss=ce", "is_baseline"]) and d.loc["loss=ce", "delta_overall"] == 0.0
+
+    focal = d.loc["loss=focal"]  # d = [3, 2, 3.5]: mean 2.8333, interval above 0
+    m, lo, hi = hand_interval([3.0, 2.0, 3.5], T2)
+    assert (focal["pairs"], focal["delta_overall_n"]) == (3, 3)
+    assert focal["delta_overall"] == pytest.approx(m) and focal["delta_overall_low"] == pytest.approx(lo, abs=1e-4)
+    assert focal["delta_overall_high"] == pytest.approx(hi, abs=1e-4) and lo > 0
+    assert focal["delta_overall_noise"] is False or focal["delta_overall_noise"] == False  # noqa: E712
+
+    ldam = d.loc["loss=ldam"]  # seeds 0, 1, 2 paired (7 is not): d = [1, -1, 2] contains 0
+    m, lo, hi = hand_interval([1.0, -1.0, 2.0], T2)
+    assert ldam["pairs"] == 3 and ldam["delta_overall"] == pytest.approx(m)
+    assert (ldam["delta_overall_low"], ldam["delta_overall_high"]) == (pytest.approx(lo, abs=1e-4), pytest.approx(hi, abs=1e-4))
+    assert bool(ldam["delta_overall_noise"]) is True
+    m, lo, hi = hand_interval([80 - 80.0, 84 - 82.0, 81 - 81.0], T2)  # many: ldam's own values vs CE's test + 10
+    assert ldam["delta_many"] == pytest.approx(m) and ldam["delta_many_high"] == pytest.approx(hi, abs=1e-4)
+    assert ldam["delta_few_n"] == 0 and math.isnan(ldam["delta_few"])  # no few classes: no pairs
+
+    bs = d.loc["loss=balanced_softmax"]  # one paired seed: a difference, no interval
+    assert bs["pairs"] == 1 and bs["delta_overall"] == 75.0 - 71.0 and bs["delta_overall_noise"] is None
+    shown = T.delta_display(diffs).set_index("configuration")
+    assert shown.loc["loss=ldam", "Δ overall [95% CI]"].endswith("within noise")
+    assert shown.loc["loss=focal", "Δ overall [95% CI]"] == f"+2.83 [{lo_str(3.0, 2.0, 3.5)}]"
+    assert shown.loc["loss=balanced_softmax", "Δ overall [95% CI]"] == "+4.00 (1 seed)"
+    assert shown.loc["loss=ce", "Δ few [95% CI]"] == "baseline"
+
+
+def lo_str(*d):
+    _, lo, hi = hand_interval(list(d), T2)
+    return f"{lo:+.2f}, {hi:+.2f}"
+
+
+def test_baseline_by_name_and_fallback():
+    runs = {"r": run_frame()}
+    diffs, base = T.paired_differences(runs, baseline="loss=ldam")
+    d = diffs.set_index("config")
+    assert base == "loss=ldam" and d.loc["loss=ce", "delta_overall"] == pytest.approx(-2 / 3)  # -(1, -1, 2) / 3
+    with pytest.raises(UserError, match=r"--baseline 'loss=sgd': no such configuration; configurations: "):
+        T.paired_differences(runs, baseline="loss=sgd")
+    no_ce = {"r": run_frame().query("loss != 'ce'")}
+    _, base = T.paired_differences(no_ce)
+    assert base == "loss=balanced_softmax"  # no CE: the first configuration (rank 1: mean val 83.5)
+    two = {"a": run_frame(), "b": run_frame()}
+    with pytest.raises(UserError, match="several runs; write it as 'RUN: loss=ldam'"):
+        T.paired_differences(two, baseline="loss=ldam")
+    diffs, base = T.paired_differences(two, baseline="b: loss=ldam")
+    assert base == "b: loss=ldam" and diffs.set_index("label").loc["a: loss=ldam", "delta_overall"] == 0.0
+
+
+# ------------------------------------------------------------------ LaTeX, CSV, CLI
+
+
+def write_run(path, name, frame):
+    store = ResultStore(path)
+    for r in frame.to_dict("records"):
+        r = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        store.write_trial(r.pop("trial_id"), {"sweep": name, "dataset": "synthetic", **r},
+                          {"method.loss": pa.string()})
+    return path
+
+
+def check_latex_structure(tex):
+    """Balanced braces and environments, booktabs rules, and every row with its table's column count."""
+    assert tex.count("{") - tex.count(r"\{") == tex.count("}") - tex.count(r"\}")
+    envs = re.findall(r"\\(begin|end)\{(\w+)\}", tex)
+    stack = []
+    for kind, env in envs:
+        if kind == "begin":
+            stack.append(env)
+        else:
+            assert stack.pop() == env
+    assert not stack
+    for block in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", tex, re.S):
+        cols, body = len(block[0]), block[1]
+        assert body.count(r"\toprule") == body.count(r"\midrule") == body.count(r"\bottomrule") == 1
+        for line in body.strip().splitlines():
+            if line.endswith(r"\\"):
+                assert len(re.split(r"(?<!\\)&", line)) == cols, line
+    for special in ("_", "%", "&", "#"):  # unescaped specials would break the document
+        assert not re.search(rf"(?<!\\){re.escape(special)}", re.sub(r"^%.*$", "", tex.replace(" & ", " "), flags=re.M)
+                             .replace(r"\%", "").replace(r"\_", "").replace(r"\&", "").replace(r"\#", "")), special
+
+
+def test_latex_table_structure_escaping_and_bold(tmp_path):
+    frame = run_frame()
+    frame.loc[frame["loss"] == "ldam", ["loss", "method.loss"]] = "ldam_50%&#1"  # characters LaTeX must escape
+    tex = tables.latex({"runs_a": frame}, baseline=None, top=10)
+    check_latex_structure(tex)
+    assert r"ldam\_50\%\&\#1" in tex and r"\usepackage{booktabs}" in tex
+    first = tex.split(r"\end{table}")[0]
+    rows_ = {ln.split(" & ")[0]: ln for ln in first.splitlines() if ln.endswith(r"\\") and "loss=" in ln}
+    # best overall mean: balanced_softmax (82.5 = mean of 75, 90); best many: the same (92.5)
+    assert r"\textbf{82.50} $\pm$ 10.61" in rows_["loss=balanced\\_softmax"]
+    assert rows_["loss=focal"].count(r"\textbf") == 0 and rows_["loss=ce"].endswith(r"-- \\")
+    second = tex.split(r"\end{table}")[1]
+    ldam = next(ln for ln in second.splitlines() if ln.startswith("loss=ldam"))
+    assert ldam.split(" & ")[2].startswith(r"${+}0.67^\dagger$")  # Δ overall within noise: marked
+    focal = next(ln for ln in second.splitlines() if ln.startswith("loss=focal"))
+    assert focal.split(" & ")[2] == r"${+}2.83$ {\scriptsize [${+}0.94$, ${+}4.73$]}"  # [lo, hi] by hand
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None,
+                    reason="pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
+def test_latex_compiles_with_pdflatex(tmp_path):
+    a = write_run(tmp_path / "runs" / "a_run", "a_run", run_frame())
+    b = write_run(tmp_path / "runs" / "b", "b", run_frame().query("loss != 'focal'"))
+    r = CliRunner().invoke(app, ["compare", str(a), str(b), "--format", "latex"])
+    assert r.exit_code == 0, r.output
+    check_latex_structure(r.output)
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + r.output
+                   + "\\end{document}\n")
+    p = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000 and "Warning" not in p.stdout.split("Output written")[0][-2000:]
+
+
+def test_compare_csv_markdown_and_baseline_option(tmp_path):
+    a = write_run(tmp_path / "a", "a", run_frame())
+    r = CliRunner().invoke(app, ["compare", str(a), "--format", "csv", "--baseline", "loss=focal"])
+    assert r.exit_code == 0, r.output
+    csv = pd.read_csv(io.StringIO(r.output)).set_index("configuration")
+    assert list(csv.index) == ["loss=balanced_softmax", "loss=focal", "loss=ldam", "loss=ce"]  # ranked by val
+    assert csv.loc["loss=focal", "is_baseline"] and csv.loc["loss=ce", "delta_overall"] == pytest.approx(-2.8333, abs=1e-4)
+    assert csv.loc["loss=ce", "test_acc_mean"] == pytest.approx(71.0) and csv.loc["loss=ce", "test_acc_std"] == pytest.approx(1.0)
+    assert csv.loc["loss=ldam", "pairs"] == 3 and csv.loc["loss=ce", "n_ok"] == 3
+    r = CliRunner().invoke(app, ["compare", str(a), "--format", "markdown"])
+    assert r.exit_code == 0 and "## Paired per-seed differences vs loss=ce" in r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("| loss=ldam |"))
+    assert "within noise" in line
+    r = CliRunner().invoke(app, ["compare", str(a), "--baseline", "nope", "-o", str(tmp_path / "c.html")])
+    assert r.exit_code == 2 and "--baseline 'nope'" in r.output and not (tmp_path / "c.html").exists()
+    r = CliRunner().invoke(app, ["compare", str(a), "--format", "pdf"])
+    assert r.exit_code == 2 and "html, markdown, latex, csv" in r.output
+    r = CliRunner().invoke(app, ["report", str(a), "-o", str(tmp_path / "r.html"), "--cdn"])
+    assert r.exit_code == 0 and "Paired differences vs loss=ce" in (tmp_path / "r.html").read_text()
