@@ -133,10 +133,10 @@ class ParquetOutcome:
 
     def __call__(self, params: dict[str, Any]) -> tuple[TrialState | None, float | None]:
         from ltsearch.results.store import ResultStore
-        from ltsearch.spec import Spec, resolve_experiment
+        from ltsearch.spec import resolve_experiment, spec_from_json
         from ltsearch.trial import trial_id_for
 
-        spec = Spec.model_validate_json(self.spec_json)
+        spec = spec_from_json(self.spec_json)
         store = ResultStore(self.run_dir)
         seeds = spec.search.seeds if spec.resources.workers == 1 else spec.search.seeds[:1]  # DDP: the first seed
         rows = []
