@@ -26,11 +26,13 @@ def check_experiment(exp: Any, source: str = "spec") -> None:
     """Registered names and the method's parameters of an ``ExperimentSpec`` (typos fail early)."""
     where = f"{source}: experiment" if source else "experiment"
     DATASETS.get(exp.data.dataset, where=f"{where}.data.dataset")
-    MODELS.get(exp.model.arch, where=f"{where}.model.arch")
+    if exp.model.arch != "auto":  # auto: resolved per dataset (ltsearch.models.auto)
+        MODELS.get(exp.model.arch, where=f"{where}.model.arch")
     method_cls = METHODS.get(exp.method.name, where=f"{where}.method.name")
     method_cls.validate_params(exp.method.params(), where=f"{where}.method")
-    if exp.data.splits.few > exp.data.splits.many:
-        raise UserError(f"{where}.data.splits: few ({exp.data.splits.few}) must not exceed many ({exp.data.splits.many})")
+    many, few = exp.data.splits.many, exp.data.splits.few
+    if many is not None and few is not None and few > many:
+        raise UserError(f"{where}.data.splits: few ({few}) must not exceed many ({many})")
 
 
 def _loaded_files() -> set[str]:

@@ -36,6 +36,9 @@ def test_valid_spec_loads(tmp_path):
     (lambda t: t["search"]["space"].update({"optim.lrr": {"grid": [1]}}), "optim.lrr: unknown key"),
     (lambda t: t["search"]["space"].update({"optim.lr": {"grid": [0.1], "uniform": [0, 1]}}), "exactly one of"),
     (lambda t: t.update(serach={}), "serach: unknown key (did you mean 'search'?)"),
+    (lambda t: t["experiment"]["model"].update(arch="lenett"), "experiment.model.arch: unknown model 'lenett'"),
+    (lambda t: t["experiment"]["data"].update(splits={"many": 10, "few": 20}), "experiment.data.splits: few (20)"),
+    (lambda t: t["experiment"]["data"].update(splits={"many": -1}), "experiment.data.splits.many"),
 ])
 def test_errors_name_the_key(tmp_path, mutate, fragment):
     tree = yaml.safe_load(yaml.safe_dump(BASE))
@@ -82,3 +85,12 @@ def test_resolve_experiment_applies_params(tmp_path):
 def test_shipped_quickstart_loads():
     spec = load_spec("search_spaces/quickstart.yaml")
     assert spec.experiment.data.dataset == "digits" and spec.search.num_samples >= 8
+
+
+def test_auto_model_and_dataset_splits_are_the_defaults(tmp_path):
+    tree = yaml.safe_load(yaml.safe_dump(BASE))
+    del tree["experiment"]["model"]
+    exp = load_spec(write(tmp_path, tree)).experiment
+    assert exp.model.arch == "auto" and (exp.data.splits.many, exp.data.splits.few) == (None, None)
+    tree["experiment"]["data"]["splits"] = {"many": 50}  # one explicit threshold, the other the dataset's
+    assert load_spec(write(tmp_path, tree)).experiment.data.splits.many == 50
