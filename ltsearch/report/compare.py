@@ -104,12 +104,19 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _groups_line(trials: pd.DataFrame) -> str:
+    """The run's many/few thresholds (``split_many`` / ``split_few``) as a line, or ``''``."""
+    note = S.split_thresholds(trials) if len(trials) else ""
+    return f"many / medium / few: {note}\n" if note else ""
+
+
 def markdown(runs: dict[str, pd.DataFrame]) -> str:
     names = list(runs)
     parts = [f"# ltsearch compare: {', '.join(names)}\n",
              f"## Best configuration of each run (differences vs {names[0]})\n", to_markdown(delta_table(runs))]
     for name, trials in runs.items():
-        parts += [f"## {name}: best configurations\n", to_markdown(S.best_table(trials, top=TOP) if len(trials) else pd.DataFrame())]
+        parts += [f"## {name}: best configurations\n", _groups_line(trials),
+                  to_markdown(S.best_table(trials, top=TOP) if len(trials) else pd.DataFrame())]
     for p in shared_params(runs):
         parts += [f"## {p}: val accuracy per run\n", to_markdown(param_table(runs, p))]
     return "\n".join(parts)
@@ -117,7 +124,8 @@ def markdown(runs: dict[str, pd.DataFrame]) -> str:
 
 def html_page(runs: dict[str, pd.DataFrame], cdn: bool) -> str:
     names = list(runs)
-    side = "".join(f"<div><h3>{html.escape(n)}</h3>{table_html(compact_best(t))}</div>" for n, t in runs.items())
+    side = "".join(f"<div><h3>{html.escape(n)}</h3><p class=\"muted\">{html.escape(_groups_line(t).strip())}</p>"
+                   f"{table_html(compact_best(t))}</div>" for n, t in runs.items())
     sections = [
         (f"Best configuration of each run (differences vs {names[0]})", table_html(delta_table(runs))),
         ("Best configurations, side by side", f'<div class="runs">{side}</div>'),

@@ -326,3 +326,22 @@ def per_class_pair(trials: pd.DataFrame, per_class: pd.DataFrame, column: str = 
 
 def status_counts(trials: pd.DataFrame) -> dict[str, int]:
     return {s: int((trials["status"] == s).sum()) for s in STATUSES} if "status" in trials else {}
+
+
+def split_thresholds(trials: pd.DataFrame) -> str:
+    """The many/few thresholds the trials grouped their classes by (``split_many`` / ``split_few``):
+    ``'many > 1077, few < 233 training images'``, one entry per dataset and imbalance where they
+    differ; ``''`` for rows written before ltsearch recorded them."""
+    if not {"split_many", "split_few"} <= set(trials.columns):
+        return ""
+    df = trials.dropna(subset=["split_many", "split_few"])
+    if df.empty:
+        return ""
+    pairs = df[["split_many", "split_few"]].astype(int).drop_duplicates()
+    if len(pairs) == 1:
+        m, f = pairs.iloc[0]
+        return f"many > {m}, few < {f} training images"
+    keys = [c for c in ("dataset", "imbalance") if c in df.columns]
+    parts = [f"{' IF'.join(fmt_value(v) for v in (k if isinstance(k, tuple) else (k,)))}: > {int(g['split_many'].iloc[0])} / "
+             f"< {int(g['split_few'].iloc[0])}" for k, g in df.groupby(keys, sort=True)] if keys else []
+    return "; ".join(parts) if parts else "varies by trial"
