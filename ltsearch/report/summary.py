@@ -342,6 +342,11 @@ def split_thresholds(trials: pd.DataFrame) -> str:
         m, f = pairs.iloc[0]
         return f"many > {m}, few < {f} training images"
     keys = [c for c in ("dataset", "imbalance") if c in df.columns]
-    parts = [f"{' IF'.join(fmt_value(v) for v in (k if isinstance(k, tuple) else (k,)))}: > {int(g['split_many'].iloc[0])} / "
-             f"< {int(g['split_few'].iloc[0])}" for k, g in df.groupby(keys, sort=True)] if keys else []
-    return "; ".join(parts) if parts else "varies by trial"
+    if not keys:
+        return "varies by trial"
+    parts = []
+    for values, g in df.groupby(keys, sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        label = " ".join(("IF" if c == "imbalance" else "") + fmt_value(v) for c, v in zip(keys, values))
+        parts.append(f"{label}: > {int(g['split_many'].iloc[0])} / < {int(g['split_few'].iloc[0])}")
+    return "; ".join(parts)
