@@ -119,8 +119,8 @@ def main() -> None:
     diffs = [a - b for a, b in zip(lt, plain)]
     sd = lambda v: statistics.stdev(v) if len(v) > 1 else float("nan")  # noqa: E731
     lo, hi = interval(diffs)
-    print(f"mean  ltsearch {statistics.mean(lt):.2f} ± {sd(lt):.2f}   plain {statistics.mean(plain):.2f} ± {sd(plain):.2f}"
-          f"   (± : std over seeds)")
+    print(f"mean  ltsearch {statistics.mean(lt):.2f} ± {sd(lt):.2f}   "
+          f"plain {statistics.mean(plain):.2f} ± {sd(plain):.2f}   (± : std over seeds)")
     print(f"paired difference ltsearch − plain: {statistics.mean(diffs):+.2f}, 95 % CI [{lo:+.2f}, {hi:+.2f}]: "
           + ("within seed noise (no accuracy tax)" if lo <= 0 <= hi else
              "one seed: compare with the seed spread" if lo != lo else "NOT within seed noise"))

@@ -194,8 +194,8 @@ def data_show(
     dataset: Annotated[str, typer.Argument(help="cifar10, cifar100, digits, fashion_mnist, ...")],
     imbalance: Annotated[float, typer.Option(help="imbalance factor N_max / N_min")] = 100.0,
     profile: Annotated[str, typer.Option(help="exp or step")] = "exp",
-    many: Annotated[Optional[int], typer.Option(help="many-shot: more than this many images (default: the dataset's)")] = None,
-    few: Annotated[Optional[int], typer.Option(help="few-shot: fewer than this many images (default: the dataset's)")] = None,
+    many: Annotated[Optional[int], typer.Option(help="many-shot: more images than this (default: the dataset's)")] = None,
+    few: Annotated[Optional[int], typer.Option(help="few-shot: fewer images than this (default: the dataset's)")] = None,
 ) -> None:
     """Per-class counts of the long-tailed training subset and its many/medium/few sizes."""
     from ltsearch.data import longtail_counts, split_classes
