@@ -58,7 +58,7 @@ def searched_overrides(spec: Any, overrides: list[str]) -> list[str]:
 
 def print_best(run_dir: str, top: int = 5, out: Console | None = None, trials: Any = None) -> None:
     """The best configurations (ranked by mean val_acc over seeds; test only reported)."""
-    from ltsearch.report.summary import best_table, status_counts
+    from ltsearch.report.summary import best_table, split_thresholds, status_counts
     from ltsearch.results import load
     from ltsearch.show import rich_table, table_console
 
@@ -72,6 +72,9 @@ def print_best(run_dir: str, top: int = 5, out: Console | None = None, trials: A
         table = table.drop(columns=[c for c in ("failed", "stopped") if not table[c].any()])
     out.print(rich_table(table, "best configurations (ranked by val acc, mean ± std over seeds; test only reported)",
                          fit=out.is_terminal))
+    note = split_thresholds(trials)
+    if note:
+        out.print(f"many / medium / few: {note}", markup=False)
     out.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(status_counts(trials).items()) if v))
 
 
@@ -176,6 +179,7 @@ def train(
     sm = out.summary
     console.print(f"trial {tid}: val {_fmt(sm['val_acc'])}  test {_fmt(sm['test_acc'])}  many {_fmt(sm['test_many'])}  "
                   f"medium {_fmt(sm['test_medium'])}  few {_fmt(sm['test_few'])}")
+    console.print(f"many: > {sm['split_many']}, few: < {sm['split_few']} training images", markup=False)
     console.print(f"results: {run_dir}/{{trials,epochs,per_class}}/{tid}.parquet")
 
 
@@ -243,11 +247,12 @@ def data_show(
     dataset: Annotated[str, typer.Argument(help="cifar10, cifar100, digits, fashion_mnist, ...")],
     imbalance: Annotated[float, typer.Option(help="imbalance factor N_max / N_min")] = 100.0,
     profile: Annotated[str, typer.Option(help="exp or step")] = "exp",
-    many: Annotated[int, typer.Option(help="many-shot: more than this many images")] = 100,
-    few: Annotated[int, typer.Option(help="few-shot: fewer than this many images")] = 20,
+    many: Annotated[Optional[int], typer.Option(help="many-shot: more images than this (default: the dataset's)")] = None,
+    few: Annotated[Optional[int], typer.Option(help="few-shot: fewer images than this (default: the dataset's)")] = None,
 ) -> None:
     """Per-class counts of the long-tailed training subset and its many/medium/few sizes."""
     from ltsearch.data import longtail_counts, split_classes
+    from ltsearch.data.longtail import resolve_splits, split_rule
     from ltsearch.data.datasets import PROTOCOL_SIZES
     from ltsearch.registry import DATASETS
 
@@ -258,10 +263,16 @@ def data_show(
         raise UserError("--profile must be exp or step and --imbalance >= 1")
     num_classes, max_per_class = PROTOCOL_SIZES[dataset]
     counts = longtail_counts(num_classes, max_per_class, imbalance, profile)
-    groups = split_classes(counts, many, few)
+    try:
+        m, f = resolve_splits(many, few, dataset, counts)
+    except ValueError as err:
+        raise UserError(f"--many/--few: {err}") from None
+    groups = split_classes(counts, m, f)
     console.print(f"{dataset}-LT, imbalance {imbalance:g} ({profile}): {sum(counts):,} training images in {num_classes} classes")
-    console.print(f"many (> {many}): {len(groups['many'])} classes   medium: {len(groups['medium'])} classes   "
-                  f"few (< {few}): {len(groups['few'])} classes")
+    console.print(f"many (> {m}): {len(groups['many'])} classes   medium: {len(groups['medium'])} classes   "
+                  f"few (< {f}): {len(groups['few'])} classes", markup=False)
+    if many is None or few is None:
+        console.print(f"thresholds: the {dataset} default, {split_rule(dataset)}", markup=False)
     shown = counts if len(counts) <= 20 else counts[:10] + ["…"] + counts[-10:]
     console.print("per-class counts: " + ", ".join(str(c) for c in shown), markup=False)
 

@@ -46,10 +46,12 @@ class Strict(BaseModel):
 
 
 class SplitSpec(Strict):
-    """Many-shot: train count > ``many``; few-shot: count < ``few``; medium: the rest."""
+    """Many-shot: train count > ``many``; few-shot: count < ``few``; medium: the rest. ``None``
+    (the default): the dataset's default (``ltsearch.data.longtail.default_splits``: > 100 / < 20
+    for CIFAR-100-LT, ImageNet-LT and iNaturalist, else thirds of the log-count range)."""
 
-    many: int = 100
-    few: int = 20
+    many: int | None = Field(None, ge=0)
+    few: int | None = Field(None, ge=0)
 
 
 class DataSpec(Strict):
@@ -65,7 +67,9 @@ class DataSpec(Strict):
 
 
 class ModelSpec(Strict):
-    arch: str = "small_cnn"
+    """``arch``: a registered model, or ``auto`` (the dataset's usual model, ``ltsearch.models.auto``)."""
+
+    arch: str = "auto"
     head: Literal["auto", "linear", "normed"] = "auto"
     options: dict[str, Any] = {}
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from ltsearch.data import LTData, build_dataset
+from ltsearch.defaults import resolve_defaults
 from ltsearch.errors import UserError
 from ltsearch.results.schema import param_column, param_value
 from ltsearch.results.store import ResultStore
@@ -26,12 +27,13 @@ from ltsearch.train.state import STATE_VERSION
 
 
 def trial_id_for(exp: ExperimentSpec) -> str:
-    return hashlib.sha256(canonical_json(exp.model_dump(by_alias=True)).encode()).hexdigest()[:12]
+    """Hash of the resolved experiment (``model.arch: auto`` as the model it picks; see ``ltsearch.defaults``)."""
+    return hashlib.sha256(canonical_json(resolve_defaults(exp).model_dump(by_alias=True)).encode()).hexdigest()[:12]
 
 
 def config_key_for(exp: ExperimentSpec) -> str:
     """Hash of the configuration without its seed: rows of one configuration over seeds share it."""
-    tree = exp.model_dump(by_alias=True)
+    tree = resolve_defaults(exp).model_dump(by_alias=True)
     tree.pop("seed", None)
     return hashlib.sha256(canonical_json(tree).encode()).hexdigest()[:12]
 
@@ -73,6 +75,7 @@ def base_row(exp: ExperimentSpec, ctx: TrialContext) -> dict[str, Any]:
     from ltsearch.results.provenance import provenance
 
     plan = method_plan(exp)
+    exp = resolve_defaults(exp)  # the arch column and config_json name the resolved model
     return {
         "sweep": ctx.sweep, "method": exp.method.name, "loss": plan.loss,
         "dataset": exp.data.dataset, "arch": exp.model.arch, "imbalance": exp.data.imbalance, "seed": exp.seed,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ltsearch.errors import UserError
+from ltsearch.models.auto import resolve_arch
 from ltsearch.params import validate_kwargs
 from ltsearch.registry import DATASETS, METHODS, MODELS
 
@@ -27,12 +28,13 @@ def check_experiment(exp: Any, source: str = "spec") -> None:
     """Registered names and the method's parameters of an ``ExperimentSpec`` (typos fail early)."""
     where = f"{source}: experiment" if source else "experiment"
     DATASETS.get(exp.data.dataset, where=f"{where}.data.dataset")
-    validate_kwargs(MODELS.get(exp.model.arch, where=f"{where}.model.arch"), exp.model.options,
-                    f"{where}.model.options", skip=3)
+    arch = resolve_arch(exp.model.arch, exp.data.dataset)  # auto: the dataset's model (ltsearch.models.auto)
+    validate_kwargs(MODELS.get(arch, where=f"{where}.model.arch"), exp.model.options, f"{where}.model.options", skip=3)
     method_cls = METHODS.get(exp.method.name, where=f"{where}.method.name")
     method_cls.validate_params(exp.method.params(), where=f"{where}.method")
-    if exp.data.splits.few > exp.data.splits.many:
-        raise UserError(f"{where}.data.splits: few ({exp.data.splits.few}) must not exceed many ({exp.data.splits.many})")
+    many, few = exp.data.splits.many, exp.data.splits.few
+    if many is not None and few is not None and few > many:
+        raise UserError(f"{where}.data.splits: few ({few}) must not exceed many ({many})")
 
 
 def _loaded_files() -> set[str]:

@@ -16,6 +16,13 @@ def test_data_show_cifar100():
 def test_data_show_cifar10():
     r = runner.invoke(app, ["data", "show", "cifar10", "--imbalance", "100"])
     assert r.exit_code == 0 and "12,406" in r.output
+    # dataset default: thirds of the log-count range (the literature's > 100 / < 20 leaves few empty)
+    assert "many (> 1077): 3 classes" in r.output and "few (< 233): 4 classes" in r.output
+    assert "thirds of the log-count range" in r.output
+    r = runner.invoke(app, ["data", "show", "fashion_mnist", "--imbalance", "100", "--many", "100", "--few", "20"])
+    assert r.exit_code == 0 and "few (< 20): 0 classes" in r.output and "thresholds" not in r.output
+    r = runner.invoke(app, ["data", "show", "digits", "--imbalance", "20", "--many", "5"])
+    assert r.exit_code == 2 and "--many/--few" in r.output
 
 
 def test_typo_exits_2_with_one_line(tmp_path):
@@ -44,3 +51,4 @@ def test_train_writes_parquet(tmp_path):
                             "experiment.optim.epochs=2"])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "quickstart" / "trials").glob("*.parquet"))) == 1
+    assert "many: > 50, few: < 15 training images" in r.output  # the thresholds with the summary

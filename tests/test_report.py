@@ -370,3 +370,24 @@ def test_report_renders_in_headless_browser(gamma_run, tmp_path):
     subprocess.run(flags + [f"--screenshot={png}", "--window-size=1400,3000", "--virtual-time-budget=5000",
                             path.as_uri()], capture_output=True, timeout=120)
     assert png.exists() and png.stat().st_size > 20_000
+
+
+def test_thresholds_shown_in_summary_report_and_compare(tmp_path):
+    """``split_many`` / ``split_few`` rows: the report and compare print the thresholds used."""
+    def run(name, rows):
+        store = ResultStore(tmp_path / name)
+        for i, (dataset, many, few) in enumerate(rows):
+            store.write_trial(f"{name}{i}", {"sweep": name, "status": "ok", "method": "single", "loss": "ce",
+                                             "dataset": dataset, "imbalance": 100.0, "seed": i, "val_acc": 70.0,
+                                             "test_acc": 69.0, "split_many": many, "split_few": few}, {})
+        return tmp_path / name
+
+    fashion = run("fashion", [("fashion_mnist", 1077, 233)] * 2)
+    mixed = run("mixed", [("cifar10", 1077, 233), ("cifar100", 100, 20)])
+    assert S.split_thresholds(load(fashion)[0]) == "many > 1077, few < 233 training images"
+    assert S.split_thresholds(load(mixed)[0]) == "cifar10 IF100: > 1077 / < 233; cifar100 IF100: > 100 / < 20"
+    assert S.split_thresholds(load(fashion)[0].drop(columns=["split_many", "split_few"])) == ""  # older runs
+    assert "many &gt; 1077, few &lt; 233 training images" in H.write_report(fashion, tmp_path / "r.html").read_text()
+    md = compare.write_compare([fashion, mixed], None, fmt="markdown")
+    assert "many / medium / few: many > 1077, few < 233 training images" in md
+    assert "many / medium / few: cifar10 IF100: > 1077 / < 233; cifar100 IF100: > 100 / < 20" in md

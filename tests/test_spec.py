@@ -36,6 +36,9 @@ def test_valid_spec_loads(tmp_path):
     (lambda t: t["search"]["space"].update({"optim.lrr": {"grid": [1]}}), "optim.lrr: unknown key"),
     (lambda t: t["search"]["space"].update({"optim.lr": {"grid": [0.1], "uniform": [0, 1]}}), "exactly one of"),
     (lambda t: t.update(serach={}), "serach: unknown key (did you mean 'search'?)"),
+    (lambda t: t["experiment"]["model"].update(arch="lenett"), "experiment.model.arch: unknown model 'lenett'"),
+    (lambda t: t["experiment"]["data"].update(splits={"many": 10, "few": 20}), "experiment.data.splits: few (20)"),
+    (lambda t: t["experiment"]["data"].update(splits={"many": -1}), "experiment.data.splits.many"),
 ])
 def test_errors_name_the_key(tmp_path, mutate, fragment):
     tree = yaml.safe_load(yaml.safe_dump(BASE))
@@ -92,6 +95,7 @@ def test_shipped_quickstart_loads():
     ({"name": "bbn", "adaptor": "beta", "adaptor_params": {"a": 0}}, {}, "experiment.method.adaptor.a: Input should be greater than 0"),
     ({"name": "glag", "gra_form": "concav"}, {}, "experiment.method.gra_form"),
     ({"name": "single"}, {"arch": "small_cnn", "options": {"width": "wide"}}, "experiment.model.options.width: Input should be a valid integer"),
+    ({"name": "single"}, {"arch": "auto", "options": {"width": "wide"}}, "experiment.model.options.width"),  # auto → small_cnn
 ])
 def test_losses_schedules_and_models_validate_their_values(tmp_path, method, model, fragment):
     """Registered losses, schedules and models declare their parameters' types and ranges in their
@@ -103,3 +107,12 @@ def test_losses_schedules_and_models_validate_their_values(tmp_path, method, mod
     with pytest.raises(UserError) as err:
         load_spec(write(tmp_path, tree))
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_auto_model_and_dataset_splits_are_the_defaults(tmp_path):
+    tree = yaml.safe_load(yaml.safe_dump(BASE))
+    del tree["experiment"]["model"]
+    exp = load_spec(write(tmp_path, tree)).experiment
+    assert exp.model.arch == "auto" and (exp.data.splits.many, exp.data.splits.few) == (None, None)
+    tree["experiment"]["data"]["splits"] = {"many": 50}  # one explicit threshold, the other the dataset's
+    assert load_spec(write(tmp_path, tree)).experiment.data.splits.many == 50

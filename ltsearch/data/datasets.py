@@ -226,3 +226,15 @@ def cifar100(spec: DataSpec) -> LTData:
 
 PROTOCOL_SIZES = {"cifar10": (10, 5000), "cifar100": (100, 500), "digits": (10, 100), "fashion_mnist": (10, 5000),
                   "synthetic": (10, 60)}
+
+
+def protocol_counts(spec: DataSpec) -> list[int] | None:
+    """The long-tailed protocol's class counts of a built-in dataset, from the spec alone (what its
+    builder puts in ``LTData.protocol_counts``); None where they need the files (ImageNet-LT,
+    iNaturalist: their lists) or the dataset is a plugin."""
+    if spec.dataset not in PROTOCOL_SIZES:
+        return None
+    num_classes, max_per_class = PROTOCOL_SIZES[spec.dataset]
+    if spec.dataset == "synthetic":
+        num_classes = int(spec.options.get("num_classes", num_classes))
+    return longtail_counts(num_classes, spec.max_per_class or max_per_class, spec.imbalance, spec.profile)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Sequence
 
 import numpy as np
@@ -83,6 +84,50 @@ def split_train_val(
             train.append(order[: n - short])
             val.append(np.concatenate([order[n - short : n], unused]))
     return (np.concatenate(train).astype(np.int64), np.concatenate(val).astype(np.int64))
+
+
+# The literature's many/medium/few thresholds (> 100 / < 20 training images; Liu et al. 2019,
+# used for CIFAR-100-LT, ImageNet-LT and iNaturalist 2018); other datasets default to thirds of
+# their log-count range (``relative_splits``), so that no group is empty by accident.
+CONVENTIONAL_SPLITS: dict[str, tuple[int, int]] = {"cifar100": (100, 20), "imagenet_lt": (100, 20), "inat": (100, 20)}
+
+
+def relative_splits(class_counts: Sequence[int]) -> tuple[int, int]:
+    """``(many, few)`` at the thirds of the log-count range: with n_min, n_max the smallest and
+    largest class counts and r = n_max / n_min, many-shot is count > n_min·r^(2/3) and few-shot
+    count < n_min·r^(1/3) (returned as integers with the same meaning: ``floor`` and ``ceil``).
+    An exponential profile then puts about a third of the classes in each group (CIFAR-10-LT and
+    Fashion-MNIST-LT IF100: many > 1077, few < 233, 3 / 3 / 4 classes; digits IF20: > 36 / < 14);
+    a step profile leaves medium empty, equal counts put every class in medium."""
+    lo, hi = max(min(class_counts), 1), max(max(class_counts), 1)
+    r = hi / lo
+    many = math.floor(lo * r ** (2 / 3) + 1e-9)
+    few = math.ceil(lo * r ** (1 / 3) - 1e-9)
+    return many, max(min(few, many), 0)
+
+
+def default_splits(dataset: str, class_counts: Sequence[int]) -> tuple[int, int]:
+    """``(many, few)`` of ``dataset``: the literature's (> 100 / < 20) for the datasets that use them
+    (``CONVENTIONAL_SPLITS``), else thirds of the log-count range of ``class_counts``."""
+    return CONVENTIONAL_SPLITS.get(dataset) or relative_splits(class_counts)
+
+
+def split_rule(dataset: str) -> str:
+    """A few words naming where ``default_splits`` comes from (printed beside the thresholds)."""
+    return "the literature's > 100 / < 20" if dataset in CONVENTIONAL_SPLITS else "thirds of the log-count range"
+
+
+def resolve_splits(many: int | None, few: int | None, dataset: str, class_counts: Sequence[int]) -> tuple[int, int]:
+    """``data.splits`` with ``None`` (the default) replaced by the dataset's default; explicit
+    numbers are kept. Raises ``ValueError`` when the result has few > many."""
+    m, f = many, few
+    if many is None or few is None:
+        d_many, d_few = default_splits(dataset, class_counts)
+        m = d_many if many is None else many
+        f = d_few if few is None else few
+    if f > m:
+        raise ValueError(f"few ({f}) exceeds many ({m}); give both data.splits.many and data.splits.few")
+    return m, f
 
 
 def split_classes(class_counts: Sequence[int], many: int = 100, few: int = 20) -> dict[str, list[int]]:

@@ -11,6 +11,7 @@ from ltsearch.methods.base import (
     Method, MethodContext, Plan, Stage, Stream, TrainStats, check_schedules, check_step_output,
 )
 from ltsearch.models import Net, build_model
+from ltsearch.models.auto import resolve_arch
 from ltsearch.registry import METHODS
 from ltsearch.spec import ExperimentSpec
 
@@ -35,10 +36,10 @@ def build_method(spec: ExperimentSpec, class_counts: Sequence[int], in_channels:
     """The method of ``spec.method`` for these training class counts, with the backbone of
     ``spec.model`` (DESIGN's contract; the loop uses it too)."""
     num_classes = len(class_counts)
+    arch = resolve_arch(spec.model.arch, spec.data.dataset)  # model.arch: auto -> the dataset's model
 
     def model_factory(head: str) -> Net:
-        return build_model(spec.model.arch, num_classes, in_channels, head if head != "auto" else "linear",
-                           **spec.model.options)
+        return build_model(arch, num_classes, in_channels, head if head != "auto" else "linear", **spec.model.options)
 
     ctx = MethodContext(class_counts=list(class_counts), in_channels=in_channels, optim=spec.optim,
                         build_model=model_factory, model_head=spec.model.head, seed=spec.seed)

@@ -115,6 +115,12 @@ def paired(runs: dict[str, pd.DataFrame], baseline: str | None) -> tuple[pd.Data
     return T.delta_display(diffs), base
 
 
+def _groups_line(trials: pd.DataFrame) -> str:
+    """The run's many/few thresholds (``split_many`` / ``split_few``) as a line, or ``''``."""
+    note = S.split_thresholds(trials) if len(trials) else ""
+    return f"many / medium / few: {note}\n" if note else ""
+
+
 def markdown(runs: dict[str, pd.DataFrame], baseline: str | None = None) -> str:
     names = list(runs)
     table, base = paired(runs, baseline)
@@ -124,7 +130,8 @@ def markdown(runs: dict[str, pd.DataFrame], baseline: str | None = None) -> str:
         parts += [f"## Paired per-seed differences vs {base} (test accuracy, points)\n", f"_{T.NOTE}_\n",
                   to_markdown(table)]
     for name, trials in runs.items():
-        parts += [f"## {name}: best configurations\n", to_markdown(S.best_table(trials, top=TOP) if len(trials) else pd.DataFrame())]
+        parts += [f"## {name}: best configurations\n", _groups_line(trials),
+                  to_markdown(S.best_table(trials, top=TOP) if len(trials) else pd.DataFrame())]
     for p in shared_params(runs):
         parts += [f"## {p}: val accuracy per run\n", to_markdown(param_table(runs, p))]
     return "\n".join(parts)
@@ -138,7 +145,8 @@ def paired_html(table: pd.DataFrame) -> str:
 
 def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = None) -> str:
     names = list(runs)
-    side = "".join(f"<div><h3>{html.escape(n)}</h3>{table_html(compact_best(t))}</div>" for n, t in runs.items())
+    side = "".join(f"<div><h3>{html.escape(n)}</h3><p class=\"muted\">{html.escape(_groups_line(t).strip())}</p>"
+                   f"{table_html(compact_best(t))}</div>" for n, t in runs.items())
     table, base = paired(runs, baseline)
     sections = [
         (f"Best configuration of each run (differences vs {names[0]})", table_html(delta_table(runs))),

@@ -90,6 +90,7 @@ def summary_html(trials: pd.DataFrame) -> str:
     params = S.searched_params(trials)
     facts = [("dataset", _first(trials, "dataset")), ("imbalance", _first(trials, "imbalance")),
              ("method", _first(trials, "method")), ("loss", _first(trials, "loss")), ("arch", _first(trials, "arch")),
+             ("many / medium / few", S.split_thresholds(trials)),
              ("trials", f"{len(trials)} ({counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, "
                         f"{counts.get('stopped', 0)} stopped)"),
              ("searched parameters", ", ".join(params) or "none"),

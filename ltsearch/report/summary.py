@@ -326,3 +326,27 @@ def per_class_pair(trials: pd.DataFrame, per_class: pd.DataFrame, column: str = 
 
 def status_counts(trials: pd.DataFrame) -> dict[str, int]:
     return {s: int((trials["status"] == s).sum()) for s in STATUSES} if "status" in trials else {}
+
+
+def split_thresholds(trials: pd.DataFrame) -> str:
+    """The many/few thresholds the trials grouped their classes by (``split_many`` / ``split_few``):
+    ``'many > 1077, few < 233 training images'``, one entry per dataset and imbalance where they
+    differ; ``''`` for rows written before ltsearch recorded them."""
+    if not {"split_many", "split_few"} <= set(trials.columns):
+        return ""
+    df = trials.dropna(subset=["split_many", "split_few"])
+    if df.empty:
+        return ""
+    pairs = df[["split_many", "split_few"]].astype(int).drop_duplicates()
+    if len(pairs) == 1:
+        m, f = pairs.iloc[0]
+        return f"many > {m}, few < {f} training images"
+    keys = [c for c in ("dataset", "imbalance") if c in df.columns]
+    if not keys:
+        return "varies by trial"
+    parts = []
+    for values, g in df.groupby(keys, sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        label = " ".join(("IF" if c == "imbalance" else "") + fmt_value(v) for c, v in zip(keys, values))
+        parts.append(f"{label}: > {int(g['split_many'].iloc[0])} / < {int(g['split_few'].iloc[0])}")
+    return "; ".join(parts)

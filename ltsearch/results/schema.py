@@ -4,7 +4,8 @@
 named by dotted path (``method.gamma``), typed from the search space so every file of a run agrees.
 ``epochs``: one row per trained epoch, with one float column per schedule value the method's plan
 declares (``alpha``, ``lambda``, ...). ``per_class``: one row per class of a finished trial.
-Accuracies are percentages; an empty many/medium/few group is null (NaN), never 0.
+Accuracies are percentages; an empty many/medium/few group is null (NaN), never 0; ``split_many`` /
+``split_few`` are the thresholds the trial grouped its classes by (many: count > split_many).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: split_many, split_few
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -21,7 +22,7 @@ TRIAL_FIELDS = [
     ("trial_id", _S), ("sweep", _S), ("status", _S), ("error", _S), ("method", _S), ("loss", _S), ("dataset", _S),
     ("arch", _S), ("imbalance", _F), ("seed", _I), ("epochs", _I), ("epochs_done", _I),
     ("val_acc", _F), ("val_many", _F), ("val_medium", _F), ("val_few", _F),
-    ("test_acc", _F), ("test_many", _F), ("test_medium", _F), ("test_few", _F),
+    ("test_acc", _F), ("test_many", _F), ("test_medium", _F), ("test_few", _F), ("split_many", _I), ("split_few", _I),
     ("train_seconds", _F), ("checkpoint_rule", _S), ("tested_epoch", _I), ("subset_hash", _S),
     ("train_images", _I), ("num_classes", _I), ("config_key", _S), ("config_json", _S),
     ("device", _S), ("workers", _I), ("resumed_from", _I), ("ltsearch_version", _S), ("torch_version", _S),

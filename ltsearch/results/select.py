@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from ltsearch.defaults import resolve_defaults
 from ltsearch.errors import UserError
 from ltsearch.results.store import ResultStore
 from ltsearch.spec import ExperimentSpec
@@ -34,6 +35,7 @@ def check_compatible(run_dir: str, trial_id: str, exp: ExperimentSpec) -> None:
     """The stage-1 trial must have used the same data and model as the stage-2 spec."""
     trials = ResultStore(run_dir).read("trials")
     cfg = json.loads(trials[trials["trial_id"] == trial_id].iloc[0]["config_json"])
+    exp = resolve_defaults(exp)  # config_json names the resolved model (model.arch: auto)
     for section in ("data", "model"):
         theirs = {k: v for k, v in cfg[section].items() if k != "root"}
         mine = {k: v for k, v in exp.model_dump(by_alias=True)[section].items() if k != "root"}

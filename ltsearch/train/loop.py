@@ -28,6 +28,7 @@ import torch
 from ltsearch.data import LTData, build_dataset
 from ltsearch.data.batches import Batches
 from ltsearch.data.longtail import class_split_names
+from ltsearch.defaults import resolve_defaults
 from ltsearch.errors import UserError
 from ltsearch.methods import Method, Stage, TrainStats, build_method, check_schedules, check_step_output
 from ltsearch.spec import ExperimentSpec, OptimSpec
@@ -252,7 +253,7 @@ class Loop:
             "status": "ok", "error": "", "epochs": self.plan.epochs, "checkpoint_rule": self.exp.eval.checkpoint_rule,
             "tested_epoch": tested + 1, **val.as_dict("val"), **test.as_dict("test"), "train_seconds": seconds,
             "subset_hash": self.data.subset_hash, "train_images": len(self.data.train), "device": str(self.device),
-            "num_classes": self.data.num_classes,
+            "num_classes": self.data.num_classes, "split_many": self.splits[0], "split_few": self.splits[1],
         }
         state = {k: v.detach().cpu() for k, v in self.method.state_dict().items()} if self.exp.eval.save_model else {}
         return TrialOutput(summary, self.state.records, per_class, state)
@@ -284,6 +285,7 @@ def run_trial(
     t0 = time.perf_counter()
     seed_everything(exp.seed)
     data = data if data is not None else build_dataset(exp.data)
+    exp = resolve_defaults(exp, data.protocol_counts or data.class_counts)  # model.arch auto, data.splits null
     loop = Loop(exp, data, dist or DistInfo(), [*default_callbacks(exp, reporter), *callbacks])
     if resume is not None:
         loop.restore(resume)
