@@ -9,6 +9,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from conftest import tiny_experiment
 from ltsearch.data import longtail_counts, split_classes
@@ -148,3 +149,27 @@ def test_loop_resolves_null_splits_and_keeps_explicit_ones():
     assert not any(math.isnan(out.summary[f"test_{g}"]) for g in ("many", "medium", "few"))
     explicit = run_trial(ExperimentSpec.model_validate(tiny_experiment(**{"optim.epochs": 1})))
     assert (explicit.summary["split_many"], explicit.summary["split_few"]) == (30, 10)
+
+
+def test_methods_cut_head_and_tail_at_the_datas_thresholds():
+    """GLAG's head/tail split and HRDC's ``levels: shots`` follow the data's many/few thresholds
+    (Fashion-MNIST-LT IF100: many > 1077, few < 233 by the dataset rule), not a fixed 100 / 20."""
+    from ltsearch.data import longtail_counts
+    from ltsearch.methods import build_method
+    from ltsearch.spec import ExperimentSpec
+
+    counts = longtail_counts(10, 5000, 100)  # 5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50
+    exp = ExperimentSpec.model_validate({"data": {"dataset": "fashion_mnist", "imbalance": 100},
+                                         "model": {"arch": "mlp", "options": {"size": 28}},
+                                         "method": {"name": "glag"}})
+    glag = build_method(exp, counts, in_channels=1)
+    assert glag.ctx.splits == (1077, 233)
+    assert glag.is_head.tolist() == [n > 1077 for n in counts] == [True] * 3 + [False] * 7
+    assert build_method(exp.model_copy(update={"method": exp.method.model_validate(
+        {"name": "glag", "head_threshold": 100})}), counts, 1).is_head.sum() == 8  # explicit wins
+    hrdc = build_method(exp.model_copy(update={"method": exp.method.model_validate(
+        {"name": "hrdc", "rebal_loss_params": {"levels": "shots", "gamma": 1.0}})}), counts, 1)
+    a = (5000 / torch.tensor(counts, dtype=torch.float64))  # CDT factors, γ = 1
+    groups = [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]  # > 1077 / 233 … 1077 / < 233
+    expected = [min(float(a[i]), float(a[g].mean())) for g in groups for i in g]
+    assert hrdc.rebal_loss.factors.tolist() == pytest.approx(expected, rel=1e-6)

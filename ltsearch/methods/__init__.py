@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 from ltsearch.methods.base import (
     Method, MethodContext, Plan, Stage, Stream, TrainStats, check_schedules, check_step_output,
 )
+from ltsearch.data.longtail import resolve_splits
 from ltsearch.models import Net, build_model
 from ltsearch.models.auto import resolve_arch
 from ltsearch.registry import METHODS
@@ -41,8 +42,9 @@ def build_method(spec: ExperimentSpec, class_counts: Sequence[int], in_channels:
     def model_factory(head: str) -> Net:
         return build_model(arch, num_classes, in_channels, head if head != "auto" else "linear", **spec.model.options)
 
+    splits = resolve_splits(spec.data.splits.many, spec.data.splits.few, spec.data.dataset, class_counts)
     ctx = MethodContext(class_counts=list(class_counts), in_channels=in_channels, optim=spec.optim,
-                        build_model=model_factory, model_head=spec.model.head, seed=spec.seed)
+                        build_model=model_factory, model_head=spec.model.head, seed=spec.seed, splits=splits)
     return make_method(spec.method.name, spec.method.params(), ctx)
 
 

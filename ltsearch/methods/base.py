@@ -116,6 +116,7 @@ class MethodContext:
     build_model: Callable[[str], Net]  # head kind ("linear" | "normed") -> a fresh backbone + head
     model_head: str = "auto"
     seed: int = 0
+    splits: tuple[int, int] = (100, 20)  # the data's many-shot (count > many) / few-shot (< few) thresholds
 
     @property
     def num_classes(self) -> int:

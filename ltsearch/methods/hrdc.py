@@ -76,8 +76,11 @@ class HRDC(Method):
         super().__init__(params, ctx)
         self.net = ctx.build_model(ctx.model_head if ctx.model_head != "auto" else "linear")
         self.classifier_r = fresh_head(self.net.classifier, self.net.feat_dim, ctx.num_classes)
+        loss_params = dict(params.rebal_loss_params)
+        if params.rebal_loss == "hrdc":  # levels: shots cut at the data's many/few thresholds unless given
+            loss_params = {"many": ctx.splits[0], "few": ctx.splits[1], **loss_params}
         self.rebal_loss = build_loss(params.rebal_loss, ctx.class_counts, where="experiment.method.rebal_loss_params",
-                                     **params.rebal_loss_params)
+                                     **loss_params)
         self.alpha = build_schedule(params.strategy, where="experiment.method.strategy", **params.strategy_params)
 
     @classmethod
