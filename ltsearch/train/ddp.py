@@ -16,7 +16,7 @@ import torch
 
 from ltsearch.spec import ExperimentSpec, Spec, resolve_experiment
 from ltsearch.train.loop import DistInfo, EpochRecord, threads_for
-from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, trial_id_for
+from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, split_config, trial_id_for
 
 
 def _worker(cfg: dict[str, Any]) -> None:
@@ -50,8 +50,6 @@ def ddp_trainable(config: dict[str, Any], *, spec_json: str, run_dir: str, param
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
-
-    from ltsearch.tune.trainable import split_config
 
     spec = Spec.model_validate_json(spec_json)
     params = split_config(config)

@@ -18,7 +18,7 @@ from ltsearch.errors import UserError
 from ltsearch.results.schema import param_column, param_type, param_value
 from ltsearch.results.store import ResultStore
 from ltsearch.spec import Spec, dump_spec, resolve_experiment
-from ltsearch.trial import TrialContext, planned_epochs, trial_id_for, write_outcome
+from ltsearch.trial import TrialContext, planned_epochs, split_config, trial_id_for, write_outcome
 from ltsearch.tune.space import OptunaDefineByRun, plan_cells
 
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
@@ -89,8 +89,6 @@ def _stopped_or_failed_writer(spec: Spec, run_dir: str, param_types: dict[str, A
         own final write; record it from its last reported result (only if it has no row yet)."""
 
         def _record(self, trial: Any, status: str, error: str = "") -> None:
-            from ltsearch.tune.trainable import split_config
-
             params = split_config(trial.config)
             seed = params.pop("seed", spec.search.seeds[0])
             exp = resolve_experiment(spec.experiment, {**params, "seed": seed})
