@@ -244,11 +244,11 @@ def cluster_validate(files: Annotated[list[Path], typer.Argument(help="cluster Y
 
 def _register_commands() -> None:
     """Commands that live beside their implementation: ``reproduce``, ``data verify``, ``bench``."""
-    from ltsearch import bench
+    from ltsearch.bench import cli as bench_cli
     from ltsearch.reproduce import cli as reproduce_cli
 
     reproduce_cli.register(app, data_app)
-    bench.register(app)
+    bench_cli.register(app)
 
 
 _register_commands()
