@@ -29,13 +29,18 @@ STEP_VARIANTS = {  # name: (channels_last, bf16 autocast, torch.compile)
 }
 
 
-def step_throughput(arch: str, device: str, batch_size: int, seconds: float, compile: bool = True) -> dict[str, float]:
-    """Images/s of one training step per variant of ``STEP_VARIANTS`` (bf16 only on CUDA)."""
-    out = {}
+def step_throughput(arch: str, device: str, batch_size: int, seconds: float, compile: bool = True) -> dict[str, Any]:
+    """Images/s of one training step per variant of ``STEP_VARIANTS`` (bf16 only on CUDA); a variant
+    that fails (``torch.compile`` without a working compiler, say) reports its error instead."""
+    out: dict[str, Any] = {}
     for name, (cl, amp, comp) in STEP_VARIANTS.items():
         if (comp and not compile) or (amp and device == "cpu"):
             continue
-        out[name] = images_per_s(arch, device, batch_size, channels_last=cl, amp=amp, compile=comp, min_seconds=seconds)
+        try:
+            out[name] = images_per_s(arch, device, batch_size, channels_last=cl, amp=amp, compile=comp,
+                                     min_seconds=seconds)
+        except Exception as err:  # noqa: BLE001 - keep the other variants' figures
+            out[name] = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
     return out
 
 

@@ -76,6 +76,7 @@ def _section(out: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]], l
         out[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]}
         log(traceback.format_exc())
     out[name]["seconds"] = round(time.perf_counter() - t, 1)
+    log(json.dumps(jsonable({name: out[name]})))  # on stderr as it comes: a run cut short keeps its figures
 
 
 def _methods(o: GpuCheckOptions, data: Any) -> dict[str, Any]:

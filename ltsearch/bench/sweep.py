@@ -1,7 +1,10 @@
 """Sweep overhead: N trials through ``run_sweep`` (Tune, Parquet, checkpoints) against the same N
 ``run_trial`` calls as plain Ray tasks with the same parallelism; Ray start-up in both, and timed
 on its own. Where the rest goes: ``per_trial_overhead_s`` = (sweep − bare idle slot time) per trial,
-of which ``ltsearch_io_per_trial_s`` is ltsearch's own writes (measured without Ray)."""
+of which ``ltsearch_io_per_trial_s`` is ltsearch's own writes (measured without Ray). ``sweep_phases``
+splits the sweep's wall time: Ray's start, Tune's set-up until the first trial starts, the trials,
+Tune's end of experiment after the last trial (it waits up to 5 s for the trial actors to exit),
+Ray's shutdown."""
 
 from __future__ import annotations
 
@@ -70,6 +73,23 @@ def _calibrate_images(epochs: int, seconds: float, cpus: float) -> int:
     return int(min(max(64 * seconds / max(t, 1e-3), 8), 4000))
 
 
+def _timeline() -> Any:
+    """A Tune callback noting when the first trial started and the last one ended."""
+    from ray.tune import Callback
+
+    class Timeline(Callback):
+        first_start = last_end = float("nan")
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            if self.first_start != self.first_start:  # nan: the first
+                self.first_start = time.perf_counter()
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.last_end = time.perf_counter()
+
+    return Timeline()
+
+
 def measure_sweep(opts: BenchOptions) -> dict[str, Any]:
     """Wall ratio sweep / bare, and the per-trial overhead from idle slot time: (wall × slots − the
     seconds the trials' epochs trained) / N for each side, sweep minus bare. Subtracting the epochs'
@@ -84,6 +104,7 @@ def measure_sweep(opts: BenchOptions) -> dict[str, Any]:
     trained: dict[str, list[float]] = {"bare": [], "sweep": []}
     trial_s: list[float] = []
     ray_start: list[float] = []
+    phases: list[dict[str, float]] = []
 
     def bare() -> None:
         out, started = bare_sweep(spec, num_cpus)
@@ -92,11 +113,26 @@ def measure_sweep(opts: BenchOptions) -> dict[str, Any]:
         trained["bare"].append(sum(e for _, e in out))
 
     def tuned() -> None:
+        import ray
+
+        from ltsearch.tune.search import init_ray
+
         with tempfile.TemporaryDirectory() as d:
-            res = run_sweep(spec, storage=d, num_cpus=num_cpus)
+            t0 = time.perf_counter()
+            init_ray(None, num_cpus)
+            t1 = time.perf_counter()
+            timeline = _timeline()
+            try:
+                res = run_sweep(spec, storage=d, num_cpus=num_cpus, callbacks=[timeline])
+                t2 = time.perf_counter()
+            finally:
+                ray.shutdown()
             if res.ran != opts.trials:
                 raise RuntimeError(f"bench sweep ran {res.ran} of {opts.trials} trials")
             trained["sweep"].append(float(load(res.run_dir)[1]["seconds"].sum()))
+            phases.append({"ray_start_s": t1 - t0, "to_first_trial_s": timeline.first_start - t1,
+                           "trials_s": timeline.last_end - timeline.first_start, "after_last_trial_s": t2 - timeline.last_end,
+                           "ray_shutdown_s": time.perf_counter() - t2})
 
     t_sweep, t_bare = interleaved(tuned, bare, opts.sweep_repeats)
     idle = {k: [(w * slots - e) / opts.trials for w, e in zip(walls, trained[k])]
@@ -109,7 +145,8 @@ def measure_sweep(opts: BenchOptions) -> dict[str, Any]:
             "sweep_overhead_ratio_adjusted": 1 + median(overhead) * opts.trials / slots / base,
             "sweep_s": median(t_sweep), "sweep_bare_s": base, "sweep_trials": opts.trials, "sweep_slots": slots,
             "trial_train_s": median(trial_s), "bare_idle_per_trial_s": median(idle["bare"]),
-            "ray_start_s": median(ray_start)}
+            "ray_start_s": median(ray_start),
+            "sweep_phases": {k: median([p[k] for p in phases]) for k in phases[0]} if phases else {}}
 
 
 def measure_trial_io(opts: BenchOptions) -> dict[str, Any]:
