@@ -25,6 +25,13 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
                      ("sweep", measure_sweep), ("ddp", measure_ddp)):
         log(f"measuring {name} ...")
         result.update(fn(opts))
+    import torch
+
+    if torch.cuda.is_available():
+        from ltsearch.bench.gpu import measure_gpu
+
+        log("measuring GPU throughput ...")
+        result.update(measure_gpu(opts.arch, opts.batch_size, seconds=0.5 if opts.throughput_steps < 2 else 3.0))
     if opts.search:
         from ltsearch.bench.search import measure_search_efficiency
 
@@ -63,6 +70,11 @@ def table(result: dict[str, Any]) -> Any:
     for k in sorted(k for k in result if k.startswith("channels_last_speedup_")):
         t.add_row(f"channels-last speed-up, {k.removeprefix('channels_last_speedup_')}", num(k) + "×", "> 1", "CPU")
     t.add_row("augmentation share of a step", num("augment_share", "{:.1%}"), "", "gather + crop/flip + normalise")
+    if "gpu_images_per_s" in result:
+        t.add_row("GPU images/s (bf16, channels-last)", num("gpu_images_per_s", "{:.0f}"), "≥ 25,000 (H100)",
+                  f"fp32 {num('gpu_fp32_images_per_s', '{:.0f}')}; {result.get('gpu_name')}")
+        t.add_row("GPU packed speed-up", num("gpu_packed_speedup", "{:.2f}") + "×", "≥ 3×",
+                  f"{result.get('gpu_packed_processes')} processes on one GPU vs one")
     ddp = result.get("ddp_startup_s")
     t.add_row("DDP trial start-up", num("ddp_startup_s", "{:.1f}") + ("" if isinstance(ddp, str) else " s"),
               f"≤ {GOALS['ddp_startup_s']:g} s", "workers 2 vs 1, one 1-epoch trial")

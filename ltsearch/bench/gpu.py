@@ -156,6 +156,16 @@ def dataloader_throughput(exp: Any, data: Any, epochs: int = 2, workers: int | N
     return {"images_per_s": len(data.train) / steady, "epoch_s": steady, "workers": workers}
 
 
+def measure_gpu(arch: str = "resnet32", batch_size: int = 128, seconds: float = 3.0) -> dict[str, Any]:
+    """The GPU figures of ``ltsearch bench`` (when CUDA is visible): fp32 and bf16 + channels-last
+    step throughput and the 4-process packed speed-up. ``--gpu`` runs the whole GPU check."""
+    fp32 = images_per_s(arch, "cuda", batch_size, min_seconds=seconds)
+    fast = images_per_s(arch, "cuda", batch_size, channels_last=True, amp=True, min_seconds=seconds)
+    packed = packed_speedup(arch, "cuda", batch_size, 2 * seconds)
+    return {"gpu_images_per_s": fast, "gpu_fp32_images_per_s": fp32, "gpu_packed_speedup": packed["packed_speedup"],
+            "gpu_packed_processes": packed["packed_processes"], "gpu_name": torch.cuda.get_device_name()}
+
+
 def cifar_lt_experiment(device: str, scale: float = 1.0, epochs: int = 3, method: dict | None = None,
                         arch: str = "resnet32", batch_size: int = 128, fast: dict | None = None) -> Any:
     """Synthetic data of CIFAR-10-LT's shape (IF 100: 12,406 32×32×3 training images at
@@ -165,5 +175,5 @@ def cifar_lt_experiment(device: str, scale: float = 1.0, epochs: int = 3, method
                             test_per_class=max(int(1000 * scale), 1))
 
 
-__all__ = ["STEP_VARIANTS", "cifar_lt_experiment", "dataloader_throughput", "loop_throughput", "packed_speedup",
-           "step_throughput"]
+__all__ = ["STEP_VARIANTS", "cifar_lt_experiment", "dataloader_throughput", "loop_throughput", "measure_gpu",
+           "packed_speedup", "step_throughput"]

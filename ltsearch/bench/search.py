@@ -20,7 +20,7 @@ from typing import Any
 from ltsearch.bench.common import BenchOptions, median, timed
 
 LOSSES = ["ce", "balanced_softmax", "ldam"]
-LRS = [0.01, 0.025, 0.06, 0.15]
+LRS = [0.03, 0.1, 0.3, 1.0]
 
 
 def search_spec(algorithm: str, epochs: int, seed: int, trials: int = 24, losses: list[str] | None = None,
@@ -36,9 +36,10 @@ def search_spec(algorithm: str, epochs: int, seed: int, trials: int = 24, losses
         search = {"algorithm": "optuna", "sampler": "tpe", "num_samples": trials, "scheduler": "asha", "seed": seed}
     return Spec.model_validate({
         "name": f"bench_search_{algorithm}_{seed}",
-        "experiment": {"data": {"dataset": "digits", "imbalance": 20, "splits": {"many": 50, "few": 15}},
+        "experiment": {"data": {"dataset": "digits", "imbalance": 10, "max_per_class": 80, "val_per_class": 40,
+                                "splits": {"many": 50, "few": 15}},
                        "model": {"arch": "small_cnn"}, "method": {"name": "single", "loss": "ce"},
-                       "optim": {"lr": 0.05, "weight_decay": 5e-4, "batch_size": 64, "epochs": epochs, "warmup": 1,
+                       "optim": {"lr": 0.05, "weight_decay": 5e-4, "batch_size": 32, "epochs": epochs, "warmup": 1,
                                  "lr_schedule": "cosine"}, "device": "cpu"},
         "search": {**search, "space": space, "seeds": [seed], "checkpoint_every": 0}, "resources": {"cpus_per_worker": 1},
     })

@@ -10,6 +10,7 @@ Ray's state lives in ``RUN_DIR/_tune`` so ``--resume`` can restore the experimen
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -168,6 +169,15 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
     )
 
 
+def tpe_defaults(num_samples: int) -> dict[str, Any]:
+    """TPE for ltsearch's small budgets (``ltsearch bench --search``, docs/performance.md): fewer
+    random start-up trials than Optuna's 10 (a sixth of the budget, between 4 and 10), a
+    multivariate density over the parameters (loss and learning rate interact), ``group`` for
+    conditional spaces, and ``constant_liar`` so trials running in parallel are not sampled alike."""
+    return {"n_startup_trials": min(10, max(4, num_samples // 6)), "multivariate": True, "group": True,
+            "constant_liar": True}
+
+
 def make_search_alg(spec: Spec) -> Any:
     """BasicVariantGenerator for planned grid/random cells; OptunaSearch (seeded sampler,
     define-by-run space, ``search.initial`` evaluated first) for optuna."""
@@ -180,7 +190,8 @@ def make_search_alg(spec: Spec) -> Any:
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed),
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed, **tpe_defaults(s.num_samples)),
                 "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed),
                 "gp": lambda: optuna.samplers.GPSampler(seed=s.seed),
                 "random": lambda: optuna.samplers.RandomSampler(seed=s.seed)}
