@@ -23,7 +23,7 @@ GOALS = {"loop_tax_ratio": 1.05, "sweep_overhead_ratio": 1.08, "per_trial_overhe
 class BenchOptions:
     arch: str = "resnet32"          # loop tax and throughput model
     epochs: int = 1                 # loop tax: epochs per run
-    images_per_class: int = 500     # loop tax: synthetic 32×32 CIFAR-like data, 10 classes, IF 10 (2,038 images)
+    images_per_class: int = 500     # loop tax: synthetic 32×32 CIFAR-like data, 10 classes, IF 10 (2,040 images)
     repeats: int = 5                # loop tax / throughput: interleaved repetitions
     trials: int = 16                # sweep: N
     trial_seconds: float = 1.0      # sweep: target seconds of training per trial

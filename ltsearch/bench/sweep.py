@@ -145,7 +145,7 @@ def measure_sweep(opts: BenchOptions) -> dict[str, Any]:
             "sweep_overhead_ratio_adjusted": 1 + median(overhead) * opts.trials / slots / base,
             "sweep_s": median(t_sweep), "sweep_bare_s": base, "sweep_trials": opts.trials, "sweep_slots": slots,
             "trial_train_s": median(trial_s), "bare_idle_per_trial_s": median(idle["bare"]),
-            "ray_start_s": median(ray_start),
+            "ray_start_s": median(ray_start), "sweep_walls_s": t_sweep, "sweep_bare_walls_s": t_bare,
             "sweep_phases": {k: median([p[k] for p in phases]) for k in phases[0]} if phases else {}}
 
 
