@@ -77,8 +77,7 @@ def table(result: dict[str, Any]) -> Any:
                   f"{result.get('gpu_packed_processes')} processes on one GPU vs one")
     ddp = result.get("ddp_startup_s")
     t.add_row("DDP trial start-up", num("ddp_startup_s", "{:.1f}") + ("" if isinstance(ddp, str) else " s"),
-              f"≤ {GOALS['ddp_startup_s']:g} s", f"workers 2 vs 1, one 1-epoch trial; a later trial of a sweep: "
-              f"{num('ddp_next_trial_startup_s', '{:.1f}')} s")
+              f"≤ {GOALS['ddp_startup_s']:g} s", "workers 2 vs 1, one 1-epoch trial")
     for env, phases in (result.get("ddp_phases") or {}).items():
         t.add_row(f"  TorchTrainer phases ({env})", num("trainer_s", "{:.1f}", phases) + " s", "",
                   ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in phases.items() if k != "trainer_s"))

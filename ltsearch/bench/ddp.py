@@ -1,10 +1,7 @@
 """DDP trial start-up (``resources.workers: 2``) and where it goes.
 
 - ``ddp_startup_s``: a 1-trial, 1-epoch sweep with 2 workers minus the same with 1 worker (one Ray
-  session for all, so Ray's own start is not counted; the trial's training time is the same): the
-  first DDP trial of a sweep, which also starts the Tune actor that launches the TorchTrainer.
-  ``ddp_next_trial_startup_s``: what a second DDP trial adds, against a second 1-worker trial (2-trial
-  sweeps minus 1-trial sweeps, one trial at a time): a later trial in a sweep reuses that actor.
+  session for all, so Ray's own start is not counted; the trial's training time is the same).
 - The phases of a bare ``TorchTrainer`` (2 gloo workers, an empty train function that records
   timestamps) launched from a Ray task, as a Tune trial launches it: ``to_worker_processes`` (the
   controller actor, the placement group, scheduling the worker actors: ``fit()`` until the later
@@ -119,13 +116,11 @@ def measure_ddp(opts: BenchOptions) -> dict[str, Any]:
     started = init_ray(None, os.cpu_count() or 1)
     try:
         times = {}
-        for trials, workers in ((1, 1), (1, 2), (1, 1), (2, 2), (2, 1)):  # the second 1-worker run counts (warm)
-            spec = sweep_spec(trials, 1, 64, 1.0, name=f"bench_ddp{workers}", workers=workers)
-            spec = spec.model_copy(update={"search": spec.search.model_copy(update={"max_concurrent": 1})})
+        for workers in (1, 2, 1):  # the second 1-worker run counts (warm)
+            spec = sweep_spec(1, 1, 64, 1.0, name=f"bench_ddp{workers}", workers=workers)
             with tempfile.TemporaryDirectory() as d:
-                times[trials, workers] = timed(lambda: run_sweep(spec, storage=d))
-        out.update(ddp_startup_s=times[1, 2] - times[1, 1], ddp_trial_s=times[1, 2],
-                   ddp_next_trial_startup_s=(times[2, 2] - times[1, 2]) - (times[2, 1] - times[1, 1]))
+                times[workers] = timed(lambda: run_sweep(spec, storage=d))
+        out.update(ddp_startup_s=times[2] - times[1], ddp_trial_s=times[2])
         launch = ray.remote(num_cpus=0)(_launch)
         phases: dict[str, dict[str, list[float]]] = {"ltsearch": {}, "ray_defaults": {}}
         for rep in range(opts.ddp_repeats):
