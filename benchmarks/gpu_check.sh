@@ -16,4 +16,4 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 ARGS=()
 [ -d .gpu/data/fashion-mnist ] && ARGS+=(--data-root .gpu/data)
-exec "$PY" -m ltsearch.bench.gpu_check "${ARGS[@]}" "$@"
+exec "$PY" -m ltsearch.bench.gpu_check ${ARGS[@]+"${ARGS[@]}"} "$@"
