@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ltsearch.bench import images_per_s
+from ltsearch.bench.throughput import images_per_s
 from ltsearch.data.augment import crop_flip, to_float
 
 

@@ -295,12 +295,12 @@ def cluster_validate(files: Annotated[list[Path], typer.Argument(help="cluster Y
 def _register_commands() -> None:
     """Commands that live beside their implementation (``reproduce``, ``data verify``, ``bench``),
     registered the same way as those above: their function, under their name."""
-    from ltsearch import bench
+    from ltsearch.bench import cli as bench_cli
     from ltsearch.reproduce import cli as reproduce_cli
 
     app.command("reproduce")(reproduce_cli.reproduce)
     data_app.command("verify")(reproduce_cli.data_verify)
-    bench.register(app)
+    app.command("bench")(bench_cli.bench)
 
 
 _register_commands()

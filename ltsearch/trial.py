@@ -60,6 +60,12 @@ def cached_dataset(spec: DataSpec) -> LTData:
     return _DATA_CACHE[key]
 
 
+def split_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A Tune trial's searched values: grid/random trials carry their cell under ``params``;
+    Optuna trials are flat. (Here, not in ``ltsearch.tune``, so ``train/ddp.py`` needs no Tune module.)"""
+    return dict(config["params"]) if "params" in config else dict(config)
+
+
 def planned_epochs(exp: ExperimentSpec) -> int:
     """Epochs over all stages, as the method's plan declares them."""
     return method_plan(exp).epochs

@@ -192,7 +192,9 @@ def _finite_positive(v):
 
 
 def test_bench_loop_tax_and_throughput_smoke():
-    from ltsearch.bench import BenchOptions, measure_loop_tax, measure_throughput
+    from ltsearch.bench import BenchOptions
+    from ltsearch.bench.loop_tax import measure_loop_tax
+    from ltsearch.bench.throughput import measure_throughput
 
     opts = BenchOptions.smoke()
     out = {**measure_loop_tax(opts), **measure_throughput(opts)}
@@ -206,7 +208,7 @@ def test_bench_cli_json_smoke():
     import typer
     from typer.testing import CliRunner
 
-    from ltsearch.bench import register
+    from ltsearch.bench.cli import register
 
     app = typer.Typer()
     app.callback()(lambda: None)

@@ -6,10 +6,19 @@ rank its share of one global stream and the per-rank batch is ``batch_size / wor
 global batch equals the single-process one. Every rank reports each epoch; ``TuneReportCallback``
 forwards the metrics to Tune; only rank 0 writes Parquet (the same columns as a one-worker trial)
 and the trial's checkpoint, from which every rank of a restarted trial resumes.
+
+Start-up: a trial's ``TorchTrainer`` starts a controller actor, a placement group and one worker
+process per rank, which import Ray Train, torch and ltsearch before ``torch.distributed`` is set up
+(``ltsearch bench`` times each phase; docs/performance.md). ``TRAIN_ENV`` trims what Ray Train adds
+on top: the controller polls its workers every 0.25 s instead of 2 s (the poll decides when
+training starts and when a finished run is noticed), no preemption-watcher actor (one process
+fewer per trial; a preempted node fails the trial, which Tune retries from the trial's checkpoint
+with ``search.max_failures``) and no Ray Train metrics. A value already in the environment wins.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import torch
@@ -17,7 +26,19 @@ import torch
 from ltsearch.spec import ExperimentSpec, resolve_experiment, spec_from_json
 from ltsearch.validation import load_plugins
 from ltsearch.train.loop import DistInfo, EpochRecord, threads_for
-from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, trial_id_for
+from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, split_config, trial_id_for
+
+
+TRAIN_ENV = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+}
+
+
+def train_env() -> dict[str, str]:
+    """``TRAIN_ENV`` with the values already set in this process's environment."""
+    return {k: os.environ.get(k, v) for k, v in TRAIN_ENV.items()}
 
 
 def _worker(cfg: dict[str, Any]) -> None:
@@ -53,8 +74,8 @@ def ddp_trainable(config: dict[str, Any], *, spec_json: str, run_dir: str, param
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from ltsearch.tune.trainable import split_config
-
+    for k, v in train_env().items():  # read by TorchTrainer here and propagated to its actors
+        os.environ.setdefault(k, v)
     spec = spec_from_json(spec_json)
     params = split_config(config)
     seed = params.pop("seed", spec.search.seeds[0])

@@ -8,8 +8,9 @@ re-train the same stage-1 network once per trial. A method opts in through
   hash, the model spec, the seed, the stage's name, epochs and optimiser, ``eval.test_every`` (the
   replayed records carry test metrics) and the method's ``identity`` (its stage-1 parameters) —
   into a key (:func:`stage_key`);
-- takes an exclusive ``fcntl.flock`` on ``<dir>/<key>.lock``, so a second trial that needs the same
-  stage waits while the first trains it instead of training it too;
+- takes an exclusive lock on ``<dir>/<key>.lock`` (``filelock``, a torch dependency: ``flock`` on
+  POSIX), so a second trial that needs the same stage waits while the first trains it instead of
+  training it too;
 - if ``<dir>/<key>.pt`` exists, loads ``module``'s state from it, releases the lock and skips the
   stage's epochs. Their records are *replayed* from the file (same values as when they were
   trained, renumbered, ``seconds = 0.0`` marking them as replayed), so every trial has a complete
@@ -30,7 +31,6 @@ state dict of the module.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from filelock import FileLock
 
 from ltsearch.errors import UserError
 
@@ -93,7 +94,7 @@ class StageClaim:
     the lock and must train the stage, then :meth:`save` it (which releases the lock)."""
 
     def __init__(self, module: torch.nn.Module, path: Path | None, payload: dict[str, Any] | None,
-                 lock: Any = None, key: str = ""):
+                 lock: FileLock | None = None, key: str = ""):
         self.module, self.path, self.payload, self._lock, self.key = module, path, payload, lock, key
 
     def restore(self, offset: int) -> list[dict[str, Any]]:
@@ -114,10 +115,7 @@ class StageClaim:
     def release(self) -> None:
         lock, self._lock = self._lock, None
         if lock is not None:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-            finally:
-                lock.close()
+            lock.release()
 
     def __del__(self) -> None:  # a trial that failed mid-stage must not keep others waiting
         self.release()
@@ -126,8 +124,8 @@ class StageClaim:
 def claim(root: Path, key: str, module: torch.nn.Module) -> StageClaim:
     """Lock ``key`` (waiting while another trial trains it) and read its entry if there is one."""
     root.mkdir(parents=True, exist_ok=True)
-    lock = open(root / f"{key}.lock", "a+")  # noqa: SIM115 - held until save()/release()
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = FileLock(root / f"{key}.lock", thread_local=False)  # held until save()/release(), from any thread
+    lock.acquire()
     path = root / f"{key}.pt"
     payload = None
     if path.is_file():

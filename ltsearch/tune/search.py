@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,7 +20,7 @@ from ltsearch.errors import UserError
 from ltsearch.results.schema import param_column, param_type, param_value
 from ltsearch.results.store import ResultStore
 from ltsearch.spec import Spec, dump_spec, resolve_experiment
-from ltsearch.trial import TrialContext, planned_epochs, trial_id_for, write_outcome
+from ltsearch.trial import TrialContext, planned_epochs, split_config, trial_id_for, write_outcome
 from ltsearch.tune.space import OptunaDefineByRun, plan_cells
 
 TUNE_DIR = "_tune"
@@ -79,7 +80,12 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     set_tune_env()
     if ray.is_initialized():
         return False
-    env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "PYTHONWARNINGS": "ignore"}
+    from ltsearch.train.ddp import train_env
+
+    # Ray Train's settings for DDP trials are the job's too: its actors then run in the job's own
+    # runtime environment (no second environment for Ray to set up)
+    env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "PYTHONWARNINGS": "ignore",
+           **train_env()}
     kwargs: dict[str, Any] = dict(logging_level="ERROR", log_to_driver=False, runtime_env={"env_vars": env})
     if address:
         if (Path.home() / ".ray" / "auth_token").is_file():  # `ray start --head` enables token auth (Ray 2.60)
@@ -111,8 +117,6 @@ def _stopped_or_failed_writer(spec: Spec, run_dir: str, param_types: dict[str, A
         own final write; record it from its last reported result (only if it has no row yet)."""
 
         def _record(self, trial: Any, status: str, error: str = "") -> None:
-            from ltsearch.tune.trainable import split_config
-
             params = split_config(trial.config)
             seed = params.pop("seed", spec.search.seeds[0])
             exp = resolve_experiment(spec.experiment, {**params, "seed": seed})
@@ -187,6 +191,15 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
     )
 
 
+def tpe_defaults(num_samples: int) -> dict[str, Any]:
+    """TPE for ltsearch's small budgets (``ltsearch bench --search``, docs/performance.md): fewer
+    random start-up trials than Optuna's 10 (a sixth of the budget, between 4 and 10), a
+    multivariate density over the parameters (loss and learning rate interact), ``group`` for
+    conditional spaces, and ``constant_liar`` so trials running in parallel are not sampled alike."""
+    return {"n_startup_trials": min(10, max(4, num_samples // 6)), "multivariate": True, "group": True,
+            "constant_liar": True}
+
+
 def make_search_alg(spec: Spec, run_dir: str | None = None) -> Any:
     """BasicVariantGenerator for planned grid/random cells; OptunaSearch (seeded sampler,
     define-by-run space, ``search.initial`` evaluated first) for optuna, its study stored in
@@ -201,7 +214,8 @@ def make_search_alg(spec: Spec, run_dir: str | None = None) -> Any:
     from ltsearch.tune.study import study_options, StoredOptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed),
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed, **tpe_defaults(s.num_samples)),
                 "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed),
                 "gp": lambda: optuna.samplers.GPSampler(seed=s.seed),
                 "random": lambda: optuna.samplers.RandomSampler(seed=s.seed)}

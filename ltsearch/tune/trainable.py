@@ -16,12 +16,10 @@ from ray import tune
 
 from ltsearch.spec import resolve_experiment, spec_from_json
 from ltsearch.results.store import ResultStore
-from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, trial_id_for
+from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, split_config, trial_id_for
 from ltsearch.train.loop import EpochRecord, threads_for
 
-def split_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Grid/random trials carry their cell under ``params``; Optuna trials are flat."""
-    return dict(config["params"]) if "params" in config else dict(config)
+__all__ = ["finished_metrics", "split_config", "tune_trial"]  # split_config lives in ltsearch.trial
 
 
 def tune_trial(config: dict[str, Any], *, spec_json: str, run_dir: str, param_types: dict, cpus: float) -> None:
