@@ -391,3 +391,14 @@ def test_thresholds_shown_in_summary_report_and_compare(tmp_path):
     md = compare.write_compare([fashion, mixed], None, fmt="markdown")
     assert "many / medium / few: many > 1077, few < 233 training images" in md
     assert "many / medium / few: cifar10 IF100: > 1077 / < 233; cifar100 IF100: > 100 / < 20" in md
+
+
+def test_whole_section_choices_are_labelled_by_the_section():
+    """A searched method section (``method.choice``) labels a configuration as ``name(params)``,
+    without repeating method and loss in front of it."""
+    assert S.choice_label("name=single, loss=focal") == "single(loss=focal)"
+    assert S.choice_label("name=bbn") == "bbn" and S.choice_label("lr=0.1") == "lr=0.1"
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "status": ["ok", "ok"], "method": ["single", "sdnhl"],
+                           "loss": ["focal", ""], "seed": [0, 0], "val_acc": [70.0, 71.0],
+                           "method.choice": ["name=single, loss=focal", "name=sdnhl, hl_epoch=13"]})
+    assert S.with_configs(trials)["config"].tolist() == ["single(loss=focal)", "sdnhl(hl_epoch=13)"]

@@ -65,19 +65,34 @@ def short_names(params: list[str]) -> dict[str, str]:
     return {p: (s if last.count(s) == 1 else p) for p, s in zip(params, last)}
 
 
+def choice_label(value: Any) -> str:
+    """A searched whole section as stored (``name=single, loss=focal``) as ``single(loss=focal)``."""
+    parts = [p.split("=", 1) for p in str(value).split(", ")]
+    if len(parts[0]) != 2 or parts[0][0] != "name":
+        return str(value)
+    rest = ", ".join("=".join(p) for p in parts[1:])
+    return f"{parts[0][1]}({rest})" if rest else parts[0][1]
+
+
+def _param_label(param: str, name: str, value: Any) -> str:
+    return choice_label(value) if param.endswith(".choice") else f"{name}={fmt_value(value)}"
+
+
 def with_configs(trials: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``trials`` with ``config_key`` and ``config`` (label) filled in."""
     df = trials.copy().reset_index(drop=True)
     params = searched_params(df)
     ident = [c for c in ("method", "loss") if c in df.columns]
-    # method/loss head the label only when they vary and are not themselves searched (method.loss)
-    varied = [c for c in ident if df[c].nunique(dropna=False) > 1 and f"method.{c}" not in params]
+    # method/loss head the label only when they vary and are not themselves searched (method.loss,
+    # or the whole method section: method.choice already names them)
+    varied = [c for c in ident if df[c].nunique(dropna=False) > 1
+              and f"method.{c}" not in params and "method.choice" not in params]
     names = short_names(params)
     keys, labels = [], []
     for _, row in df.iterrows():
         keys.append(json.dumps([_plain(row[c]) for c in ident + params], default=str))
         head = "/".join(fmt_value(row[c]) for c in varied)
-        body = ", ".join(f"{names[p]}={fmt_value(row[p])}" for p in params if _plain(row[p]) is not None)
+        body = ", ".join(_param_label(p, names[p], row[p]) for p in params if _plain(row[p]) is not None)
         label = " ".join(x for x in (head, body) if x)
         labels.append(label or "/".join(fmt_value(row[c]) for c in ident) or "all")
     df["config_key"] = keys
