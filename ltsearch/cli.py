@@ -224,6 +224,7 @@ def compare(
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file (html default: compare.html; others: stdout)")] = None,
     format_: Annotated[str, typer.Option("--format", help="html, markdown, latex (booktabs) or csv")] = "html",
     baseline: Annotated[Optional[str], typer.Option(help="configuration for the paired differences (default: CE, else the first)")] = None,
+    top: Annotated[int, typer.Option(help="configurations shown per run (0: all)")] = 5,
 ) -> None:
     """Compare sweeps side by side (best configurations, paired differences to a baseline, parameter curves)."""
     from ltsearch.report.compare import FORMATS, write_compare
@@ -233,8 +234,10 @@ def compare(
     for d in run_dirs:
         if not (d / "trials").is_dir():
             raise UserError(f"{d}: not a run directory (no trials/ inside)")
+    if top < 0:
+        raise UserError(f"--top {top}: give 0 (all) or a positive number")
     result = write_compare(run_dirs, out or (Path("compare.html") if format_ == "html" else None), format_,
-                           baseline=baseline)
+                           baseline=baseline, top=top or None)
     if format_ == "html" or out is not None:
         console.print(f"compare: {out or result}")
     else:

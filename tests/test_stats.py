@@ -203,3 +203,23 @@ def test_compare_csv_markdown_and_baseline_option(tmp_path):
     assert r.exit_code == 2 and "html, markdown, latex, csv" in r.output
     r = CliRunner().invoke(app, ["report", str(a), "-o", str(tmp_path / "r.html"), "--cdn"])
     assert r.exit_code == 0 and "Paired differences vs loss=ce" in (tmp_path / "r.html").read_text()
+
+
+def test_compare_top_shows_every_configuration(tmp_path):
+    """``compare --top 0`` lists every configuration of a run (the default shows 5)."""
+    from typer.testing import CliRunner
+
+    from ltsearch.cli import app
+
+    run = tmp_path / "many_configs"
+    store = ResultStore(run)
+    for i in range(7):
+        for seed in (0, 1):
+            store.write_trial(f"t{i}s{seed}", {"sweep": "many_configs", "status": "ok", "method": "single", "loss": "ce",
+                                               "seed": seed, "val_acc": 50.0 + i, "test_acc": 50.0 + i + seed,
+                                               "method.gamma": float(i)}, {"method.gamma": pa.float64()})
+    short = CliRunner().invoke(app, ["compare", str(run), "--format", "markdown"])
+    full = CliRunner().invoke(app, ["compare", str(run), "--format", "markdown", "--top", "0"])
+    assert short.exit_code == 0 and full.exit_code == 0, full.output
+    assert short.output.count("gamma=") < full.output.count("gamma=")
+    assert all(f"gamma={i}" in full.output for i in range(7))

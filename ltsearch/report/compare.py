@@ -75,9 +75,9 @@ def delta_table(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def compact_best(trials: pd.DataFrame) -> pd.DataFrame:
+def compact_best(trials: pd.DataFrame, top: int | None = TOP) -> pd.DataFrame:
     """The top rows of ``summary.best_table`` with the trial counts in one ``ok/failed/stopped`` column."""
-    t = S.best_table(trials, top=TOP) if len(trials) else pd.DataFrame()
+    t = S.best_table(trials, top=top) if len(trials) else pd.DataFrame()
     if t.empty:
         return t
     t["ok/failed/stopped"] = [f"{a}/{b}/{c}" for a, b, c in zip(t["seeds ok"], t["failed"], t["stopped"])]
@@ -109,9 +109,9 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired(runs: dict[str, pd.DataFrame], baseline: str | None) -> tuple[pd.DataFrame, str]:
-    """The paired-difference display table of the configurations shown (top ``TOP`` per run and the baseline)."""
-    configs, diffs, base = tables.shown(runs, baseline, TOP)
+def paired(runs: dict[str, pd.DataFrame], baseline: str | None, top: int | None = TOP) -> tuple[pd.DataFrame, str]:
+    """The paired-difference display table of the configurations shown (top ``top`` per run and the baseline)."""
+    configs, diffs, base = tables.shown(runs, baseline, top)
     return T.delta_display(diffs), base
 
 
@@ -121,9 +121,9 @@ def _groups_line(trials: pd.DataFrame) -> str:
     return f"many / medium / few: {note}\n" if note else ""
 
 
-def markdown(runs: dict[str, pd.DataFrame], baseline: str | None = None) -> str:
+def markdown(runs: dict[str, pd.DataFrame], baseline: str | None = None, top: int | None = TOP) -> str:
     names = list(runs)
-    table, base = paired(runs, baseline)
+    table, base = paired(runs, baseline, top)
     parts = [f"# ltsearch compare: {', '.join(names)}\n",
              f"## Best configuration of each run (differences vs {names[0]})\n", to_markdown(delta_table(runs))]
     if base:
@@ -131,7 +131,7 @@ def markdown(runs: dict[str, pd.DataFrame], baseline: str | None = None) -> str:
                   to_markdown(table)]
     for name, trials in runs.items():
         parts += [f"## {name}: best configurations\n", _groups_line(trials),
-                  to_markdown(S.best_table(trials, top=TOP) if len(trials) else pd.DataFrame())]
+                  to_markdown(S.best_table(trials, top=top) if len(trials) else pd.DataFrame())]
     for p in shared_params(runs):
         parts += [f"## {p}: val accuracy per run\n", to_markdown(param_table(runs, p))]
     return "\n".join(parts)
@@ -143,11 +143,11 @@ def paired_html(table: pd.DataFrame) -> str:
     return out.replace(" within noise</td>", " <b>within noise</b></td>")
 
 
-def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = None) -> str:
+def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = None, top: int | None = TOP) -> str:
     names = list(runs)
     side = "".join(f"<div><h3>{html.escape(n)}</h3><p class=\"muted\">{html.escape(_groups_line(t).strip())}</p>"
-                   f"{table_html(compact_best(t))}</div>" for n, t in runs.items())
-    table, base = paired(runs, baseline)
+                   f"{table_html(compact_best(t, top))}</div>" for n, t in runs.items())
+    table, base = paired(runs, baseline, top)
     sections = [
         (f"Best configuration of each run (differences vs {names[0]})", table_html(delta_table(runs))),
         ("Best configurations, side by side", f'<div class="runs">{side}</div>'),
@@ -160,24 +160,26 @@ def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = N
 
 
 def write_compare(run_dirs: Sequence[str | Path], out: str | Path | None, fmt: str = "html", cdn: bool = False,
-                  baseline: str | None = None) -> str | Path:
+                  baseline: str | None = None, top: int | None = TOP) -> str | Path:
     """Compare runs; ``fmt`` is ``"html"`` (writes ``out``, returns its path) or ``"markdown"`` /
     ``"latex"`` / ``"csv"`` (returns the text; also writes it to ``out`` when given). ``baseline``
-    names the configuration the paired differences are taken against (``stats.choose_baseline``)."""
+    names the configuration the paired differences are taken against (``stats.choose_baseline``);
+    ``top``: configurations shown per run (None: all; csv always has all)."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not run_dirs:
         raise ValueError("write_compare needs at least one run directory")
     runs = load_runs(run_dirs)
     if fmt != "html":
-        render = {"markdown": markdown, "latex": lambda r, b: tables.latex(r, b, TOP), "csv": tables.csv}[fmt]
+        render = {"markdown": lambda r, b: markdown(r, b, top), "latex": lambda r, b: tables.latex(r, b, top),
+                  "csv": tables.csv}[fmt]
         text = render(runs, baseline)
         if out is not None:
             Path(out).write_text(text, encoding="utf-8")
         return text
     if out is None:
         raise ValueError("fmt='html' needs an output path")
-    page_text = html_page(runs, cdn, baseline)
+    page_text = html_page(runs, cdn, baseline, top)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page_text, encoding="utf-8")

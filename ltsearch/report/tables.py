@@ -32,14 +32,14 @@ def escape(text: str) -> str:
     return "".join(c if ord(c) < 128 else "?" for c in out)
 
 
-def shown(runs: dict[str, pd.DataFrame], baseline: str | None, top: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """The configurations in the tables (top ``top`` per run, plus the baseline), their paired
-    differences, and the baseline's label."""
+def shown(runs: dict[str, pd.DataFrame], baseline: str | None, top: int | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The configurations in the tables (top ``top`` per run, None: all, plus the baseline), their
+    paired differences, and the baseline's label."""
     configs = T.configurations(runs)
     diffs, base = T.paired_differences(runs, baseline)
     if configs.empty:
         return configs, diffs, base
-    keep = configs.groupby("run", sort=False).cumcount() < top
+    keep = configs.groupby("run", sort=False).cumcount() < (len(configs) if top is None else top)
     keep |= configs["label"] == base
     return configs[keep], diffs[keep.to_numpy()], base
 
@@ -71,7 +71,7 @@ def _delta_cell(row: pd.Series, group: str) -> str:
     return rf"{_signed(mean, dagger)} {{\scriptsize [{_signed(lo)}, {_signed(hi)}]}}"
 
 
-def latex(runs: dict[str, pd.DataFrame], baseline: str | None = None, top: int = 5) -> str:
+def latex(runs: dict[str, pd.DataFrame], baseline: str | None = None, top: int | None = 5) -> str:
     configs, diffs, base = shown(runs, baseline, top)
     several = len(runs) > 1
     names = ", ".join(runs)
