@@ -27,6 +27,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bwlm_stage1_all": {"name": "bwlm", "stage2_epochs": 1, "stage1_data": "all"},
     "bwlm_stage2_10": {"name": "bwlm", "stage2_epochs": 10},
     "bwlm_stage1_all_stage2_10": {"name": "bwlm", "stage2_epochs": 10, "stage1_data": "all"},
+    "bwlm_stage1_all_stage2_10_review_counts": {"name": "bwlm", "stage2_epochs": 10, "stage1_data": "all",
+                                                "bfs_counts": "review"},
     # GLAG: which part of stage 2 moves the medium classes (the stage-1 network is the benchmark's)
     "glag_head_threshold_100": {"name": "glag", "stage2_epochs": 3, "head_threshold": 100},
     "glag_no_afg": {"name": "glag", "stage2_epochs": 3, "afg": False},

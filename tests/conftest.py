@@ -32,3 +32,18 @@ def tiny_experiment(**overrides):
             node = node.setdefault(p, {})
         node[parts[-1]] = value
     return exp
+
+
+def count_stage1_steps(monkeypatch) -> list[int]:
+    """A counter of two-stage methods' stage-1 training steps (``[n]``), to see a stage-1 cache hit."""
+    from ltsearch.methods.two_stage import TwoStage
+
+    calls = [0]
+    original = TwoStage.stage1_step
+
+    def counted(self, batch, loss_fn):
+        calls[0] += 1
+        return original(self, batch, loss_fn)
+
+    monkeypatch.setattr(TwoStage, "stage1_step", counted)
+    return calls

@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import ltsearch.data  # noqa: F401 - registers the samplers that ``single`` validates
 from ltsearch.errors import UserError
 from ltsearch.losses import build_loss, class_balanced_weights
 from ltsearch.methods import MethodContext, make_method

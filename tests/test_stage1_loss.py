@@ -9,10 +9,9 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_experiment
+from conftest import count_stage1_steps, tiny_experiment
 from ltsearch.errors import UserError
 from ltsearch.methods import MethodContext, make_method
-from ltsearch.methods.two_stage import TwoStage
 from ltsearch.models import build_model
 from ltsearch.spec import ExperimentSpec, OptimSpec
 from ltsearch.train.loop import run_trial
@@ -91,14 +90,7 @@ def test_stage1_loss_bad_input_names_the_key():
 
 
 def test_crt_with_graloss_stage1_reuses_glags_stage1(tmp_path, monkeypatch):
-    calls = [0]
-    original = TwoStage.stage1_step
-
-    def counted(self, batch, loss_fn):
-        calls[0] += 1
-        return original(self, batch, loss_fn)
-
-    monkeypatch.setattr(TwoStage, "stage1_step", counted)
+    calls = count_stage1_steps(monkeypatch)
     glag = run_trial(ExperimentSpec.model_validate(tiny_experiment(**{"method": {
         "name": "glag", "afg": False, "kd": False, "stage2_epochs": 1}})), stage_cache=tmp_path)
     n = calls[0]

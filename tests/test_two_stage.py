@@ -13,13 +13,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import tiny_experiment
+from conftest import count_stage1_steps, tiny_experiment
 from ltsearch.losses import build_loss
 from ltsearch.methods import MethodContext, make_method
 from ltsearch.methods.bwlm import review_counts
-from ltsearch.methods.glag import adapt_beta, calibrate, class_stats, support_sets, tukey
+from ltsearch.methods.afg import calibrate, class_stats, support_sets
+from ltsearch.methods.glag import adapt_beta, tukey
 from ltsearch.methods.tau_norm import tau_normalised
-from ltsearch.methods.two_stage import TwoStage
 from ltsearch.models import build_model
 from ltsearch.registry import SAMPLERS
 from ltsearch.schedules import build_schedule
@@ -252,20 +252,8 @@ def test_tau_norm_reports_the_normalised_classifier(tmp_path):
 # ------------------------------------------------------------------------------------------ stage-1 reuse
 
 
-def _count_stage1_steps(monkeypatch) -> list[int]:
-    calls = [0]
-    original = TwoStage.stage1_step
-
-    def counted(self, batch, loss_fn):
-        calls[0] += 1
-        return original(self, batch, loss_fn)
-
-    monkeypatch.setattr(TwoStage, "stage1_step", counted)
-    return calls
-
-
 def test_stage1_trained_once_for_a_stage2_sweep(tmp_path, monkeypatch):
-    calls = _count_stage1_steps(monkeypatch)
+    calls = count_stage1_steps(monkeypatch)
 
     def trial(lr, cache):
         exp = tiny_experiment(**{"method": {"name": "crt", "stage2_epochs": 2, "stage2_lr": lr}})
@@ -293,7 +281,7 @@ def test_stage1_trained_once_for_a_stage2_sweep(tmp_path, monkeypatch):
 
 def test_stage1_shared_across_methods_and_env_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("LTSEARCH_CACHE", str(tmp_path))
-    calls = _count_stage1_steps(monkeypatch)
+    calls = count_stage1_steps(monkeypatch)
     run_trial(ExperimentSpec.model_validate(tiny_experiment(**{"method": {"name": "crt", "stage2_epochs": 1}})))
     n = calls[0]
     for name, extra in (("lws", {"stage2_epochs": 1}), ("tau_norm", {"tau": 0.7}),
@@ -306,7 +294,7 @@ def test_stage1_shared_across_methods_and_env_dir(tmp_path, monkeypatch):
 
 
 def test_stage1_from_explicit_file(tmp_path, monkeypatch):
-    calls = _count_stage1_steps(monkeypatch)
+    calls = count_stage1_steps(monkeypatch)
     exp = tiny_experiment(**{"method": {"name": "crt", "stage2_epochs": 1}})
     ref = run_trial(ExperimentSpec.model_validate(exp), stage_cache=tmp_path / "c")
     n = calls[0]

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from ltsearch.bench.common import jsonable, machine, median
+from ltsearch.bench.common import jsonable, machine
 
 GOALS = {"bf16_channels_last_images_per_s": 25_000, "projected_200_epoch_s": 90.0, "packed_speedup": 3.0,
          "data_path_ratio": 2.0}

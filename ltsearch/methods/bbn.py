@@ -34,11 +34,9 @@ import copy
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-import ltsearch.data.samplers  # noqa: F401  (registers the samplers named by rebal_sampler)
 from ltsearch.errors import UserError
 from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream
 from ltsearch.models import Net, fresh_head, head_weight

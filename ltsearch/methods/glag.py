@@ -75,7 +75,6 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.methods.afg import FeatureGenerator, choose_mode
-from ltsearch.methods.afg import calibrate, class_stats, support_sets  # noqa: F401  (public helpers, re-exported)
 from ltsearch.methods.base import MethodContext, Stage, TrainSet, TrainStats
 from ltsearch.methods.two_stage import CLASSIFIER, REPRESENTATION, TwoStage, TwoStageParams, reinit_head
 from ltsearch.registry import METHODS
