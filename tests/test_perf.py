@@ -208,11 +208,11 @@ def test_bench_cli_json_smoke():
     import typer
     from typer.testing import CliRunner
 
-    from ltsearch.bench.cli import register
+    from ltsearch.bench.cli import bench
 
     app = typer.Typer()
     app.callback()(lambda: None)
-    register(app)
+    app.command("bench")(bench)
     res = CliRunner().invoke(app, ["bench", "--smoke", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip())
