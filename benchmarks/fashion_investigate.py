@@ -1,7 +1,7 @@
 """The follow-up runs behind docs/results/fashion_mnist_lt.md's findings: the benchmark's recipe
 (search_spaces/fashion_lt_benchmark.yaml) with one thing changed per variant, 3 seeds each.
 
-    LTSEARCH_CACHE=... python benchmarks/fashion_investigate.py [--only NAME ...] [--jobs 2]
+    LTSEARCH_CACHE=... python benchmarks/fashion_investigate.py [--only NAME ...] [--seeds 0 1 2] [--jobs 2]
 
 Two-stage variants reuse the benchmark's stage-1 networks through the stage cache (run the
 benchmark first with the same ``LTSEARCH_CACHE`` and they only train their stage 2). Prints one JSON

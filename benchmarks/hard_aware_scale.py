@@ -1,7 +1,7 @@
 """Evidence for SDNHL's hard-aware loss scale (``method.hl_reduction``): the paper's plain batch
 mean against the weighted mean on DRW's scale, on Fashion-MNIST-LT IF100 (real images, offline).
 
-    python benchmarks/hard_aware_scale.py [--epochs 16] [--seeds 0 1] [--arch resnet8]
+    python benchmarks/hard_aware_scale.py [--epochs 16] [--seeds 0] [--arch resnet8] [--threads 2] [--accumulate switch|always]
 
 LDAM-DRW's recipe scaled to ``--epochs`` (warm-up, the lr milestones and the hard-aware / DRW switch
 at the same fractions of training as 5, 160/180 and 160 of 200). Prints, per reduction and seed,

@@ -159,12 +159,10 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="seed (default: the first of search.seeds)")] = None,
 ) -> None:
     """Train one trial without Ray (same loop, same Parquet output)."""
-    from ltsearch.spec import resolve_experiment
-    from ltsearch.trial import TrialContext, execute, trial_id_for
-    from ltsearch.tune.search import run_dir_for
-
     from ltsearch.show import epoch_progress
-    from ltsearch.trial import planned_epochs
+    from ltsearch.spec import resolve_experiment
+    from ltsearch.trial import TrialContext, execute, planned_epochs, trial_id_for
+    from ltsearch.tune.search import run_dir_for
 
     s = _load(spec, set_ or [], smoke)
     _preflight_data(s, cells=False)
@@ -210,6 +208,8 @@ def status(
     from ltsearch.results.status import sweep_status
     from ltsearch.show import status_lines
 
+    if top < 0:
+        raise UserError(f"--top {top}: give 0 (none) or a positive number")
     st = sweep_status(run_dir)
     for line in status_lines(st):
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -2,10 +2,11 @@
 
 Swaps in digits-LT (the spec's imbalance, capped at 20), a tiny ``small_cnn``, 2 epochs per stage,
 CPU, one seed, at most two values per grid dimension and two samples (searched ``data.*`` /
-``model.*`` keys are dropped, the data and model being fixed); every setting measured in epochs
-(``optim.warmup``, ``optim.milestones``, and the method parameters its ``Params`` declare with
-``epochs_field`` / ``switch_field``) is rescaled so schedules keep their shape. Results go to
-``<name>_smoke``.
+``model.*`` / ``optim.epochs`` keys are dropped, the data, model and length being fixed); every
+setting measured in epochs (``optim.warmup``, ``optim.milestones``, and the method parameters its
+``Params`` declare with ``epochs_field`` / ``switch_field``, given or default) is rescaled so
+schedules keep their shape. ``search.warm_start`` and ``search.optuna_storage`` are dropped.
+Results go to ``<name>_smoke``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from ltsearch.spec import OptimSpec, Spec, epoch_units, parse_override, set_path
 SMOKE_EPOCHS = 2
 
 
+def _params(name: Any) -> Any:
+    """The parameter model of a registered method, or None (unknown names are reported later)."""
+    return METHODS.get(name).Params if isinstance(name, str) and name in METHODS else None
+
+
 def _method_units(*names: str) -> dict[str, str]:
     """``{parameter: unit}`` of the epoch-valued parameters of these methods (unknown names: none)."""
     units: dict[str, str] = {}
     for name in names:
-        if isinstance(name, str) and name in METHODS:
-            units.update(epoch_units(METHODS.get(name).Params))
+        if (params := _params(name)) is not None:
+            units.update(epoch_units(params))
     return units
 
 
@@ -59,17 +65,21 @@ def _rescale_unit(value: Any, unit: str, factor: float) -> Any:
 
 
 def _rescale_method(method: dict[str, Any], factor: float, default_name: str = "single") -> None:
-    """Rescale a method section's epoch-valued parameters in place."""
-    units = _method_units(method.get("name", default_name))
-    for key, value in list(method.items()):
-        if key in units:
-            method[key] = _rescale_unit(value, units[key], factor)
+    """Rescale a method section's epoch-valued parameters in place, those left at their defaults
+    included (GLAG's 40 stage-2 epochs, SDNHL's hard-aware switch at 160 of 200)."""
+    name = method.get("name", default_name)
+    units, params = _method_units(name), _params(name)
+    for key, unit in units.items():
+        value = method[key] if key in method else params.model_fields[key].default
+        if value is not None:
+            method[key] = _rescale_unit(value, unit, factor)
 
 
 def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
     """The toy-scale spec; ``overrides`` (``--set key=value``) are applied again on top of it."""
     raw = spec.model_dump(by_alias=True, exclude_none=True)
     exp = raw["experiment"]
+    exp["method"] = spec.experiment.method.model_dump(by_alias=True)  # keep an explicit null (a switch off)
     old_epochs = exp["optim"]["epochs"]
     factor = SMOKE_EPOCHS / old_epochs
     exp["data"] = {"dataset": "digits", "imbalance": min(float(exp["data"]["imbalance"]), 20.0),
@@ -90,9 +100,9 @@ def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
     method_units = _method_units(exp["method"].get("name", "single"), *searched_names)
     exp["device"] = "cpu"
     exp["eval"] = {**exp.get("eval", {}), "test_every": 0}
-    # data and model are fixed at toy scale: drop searched data.* / model.* keys (e.g. a
-    # data.dataset grid over CIFAR-10 / CIFAR-100) and their values in ``initial`` points
-    fixed = [k for k in search["space"] if k.split(".")[0] in ("data", "model")]
+    # data, model and length are fixed at toy scale: drop searched data.* / model.* / optim.epochs
+    # keys (e.g. a data.dataset grid over CIFAR-10 / CIFAR-100) and their values in ``initial`` points
+    fixed = [k for k in search["space"] if k.split(".")[0] in ("data", "model") or k == "optim.epochs"]
     for key in fixed:
         del search["space"][key]
     search["initial"] = [{k: v for k, v in point.items() if k not in fixed} for point in search.get("initial", [])]
@@ -105,7 +115,9 @@ def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
         if unit and "int" in dist:
             lo, hi = _rescale(dist["int"], factor, SMOKE_EPOCHS)
             dist["int"] = [lo, max(hi, lo + 1)]
-    search.update(seeds=search["seeds"][:1], num_samples=min(search.get("num_samples", 1), 2), max_failures=0)
+    search.update(seeds=search["seeds"][:1], num_samples=min(search.get("num_samples", 1), 2), max_failures=0,
+                  warm_start=[])  # earlier full-scale runs are not this toy run's history
+    search.pop("optuna_storage", None)  # the study goes to <name>_smoke, never a shared database
     if search.get("grace_period"):
         search["grace_period"] = 1
     raw["resources"] = {"workers": min(raw["resources"]["workers"], 2), "cpus_per_worker": 1, "gpus_per_worker": 0}

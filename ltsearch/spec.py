@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from ltsearch.errors import UserError, format_validation_error
 from ltsearch.validation import check_experiment, load_plugins
 
-# Parameters measured in epochs carry a unit (``--smoke`` rescales them, methods' plans read them):
+# Parameters measured in epochs carry a unit (``--smoke`` rescales them by it):
 # ``epochs``: a length (a stage's epochs, warm-up); ``switch``: a 0-based epoch at which behaviour changes.
 UNIT_KEY = "ltsearch_unit"
 

@@ -52,3 +52,12 @@ def test_train_writes_parquet(tmp_path):
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "quickstart" / "trials").glob("*.parquet"))) == 1
     assert "many: > 50, few: < 15 training images" in r.output  # the thresholds with the summary
+
+
+def test_bad_command_options_exit_2_with_one_line(tmp_path):
+    """Options outside a spec follow the same rule: one line naming the option, exit 2, no traceback."""
+    for args, says in ((["bench", "--arch", "resnt32"], "did you mean 'resnet32'"),
+                       (["bench", "--trials", "0"], "--trials 0"),
+                       (["status", str(tmp_path), "--top", "-1"], "--top -1")):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, (args, r.output)

@@ -168,3 +168,12 @@ def test_live_table_in_a_log_prints_whole_parameters():
     live.on_trial_complete(0, [], trial)
     assert buf.getvalue() == ("trial t1 done: a_rather_long_parameter_name=1.5, loss=balanced_softmax, lr=0.01235, "
                               "weight_decay=0.0005, another_long_name=label_aware_smooth val_acc=61.25\n")
+
+
+def test_eta_before_any_trial_counts_every_stage():
+    """Before a trial has finished, a trial's length is its method's plan: cRT's 4 + 3 epochs, not optim's 4."""
+    from ltsearch.results.status import _planned_epochs
+
+    spec = {"name": "two", "experiment": {"method": {"name": "crt", "stage2_epochs": 3}, "optim": {"epochs": 4}}}
+    assert _planned_epochs(spec) == 7.0
+    assert _planned_epochs({"name": "p", "plugins": ["not_installed_mod"], "experiment": {"optim": {"epochs": 4}}}) == 4.0

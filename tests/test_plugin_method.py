@@ -41,7 +41,7 @@ class ToyTwoStage(Method):
     @classmethod
     def plan(cls, params: ToyParams, optim: OptimSpec) -> Plan:
         return Plan((Stage("warm", params.warm, optim), Stage("tune", optim.epochs, optim)),
-                    switches=(params.warm,) + ((params.sharpen_from,) if params.sharpen_from is not None else ()),
+                    switches=(params.warm, params.sharpen_from),  # an unset switch (None) is dropped
                     schedules=("toy_temp",), loss="toy_ce")
 
     def __init__(self, params: ToyParams, ctx: MethodContext):
@@ -95,6 +95,8 @@ def test_plan_drives_epochs_grace_period_and_smoke(tmp_path):
     spec = load_spec(write_spec(tmp_path, scheduler="asha"))
     assert planned_epochs(spec.experiment) == 2 + 3
     assert grace_period(spec) == 3 + 1  # just after the last declared switch (sharpen_from)
+    off = load_spec(write_spec(tmp_path, scheduler="asha"), ["experiment.method.sharpen_from=null"])
+    assert grace_period(off) == 2 + 1  # sharpen_from: null is no switch; the stage change at 2 remains
     big = load_spec(write_spec(tmp_path), ["experiment.optim.epochs=200", "experiment.method.warm=40",
                                            "experiment.method.sharpen_from=150"])
     small = smoke_spec(big).experiment

@@ -82,6 +82,29 @@ def test_smoke_transform_rescales_epoch_settings(path):
         resolve_experiment(exp, cell)  # every planned cell is a valid experiment
 
 
+def test_smoke_rescales_method_defaults_and_drops_full_scale_search_state(tmp_path):
+    """Epoch parameters left at their defaults shrink too (GLAG's 40 stage-2 epochs, SDNHL's
+    switches at 160 of 200 land inside the 2 epochs); a searched ``optim.epochs``, warm starts and a
+    shared Optuna database do not reach the toy run."""
+    from ltsearch.spec import validate_spec_dict
+
+    def smoke(method, **search):
+        raw = {"name": "s", "experiment": {"data": {"dataset": "digits", "imbalance": 10},
+                                           "method": method, "optim": {"epochs": 200}}, "search": search}
+        return smoke_spec(validate_spec_dict(raw, source="test"))
+
+    glag = smoke({"name": "glag"}).experiment.method.params()
+    assert glag["stage2_epochs"] == 1  # 40 · 2/200 = 0.4 → a stage that had epochs keeps one
+    sdnhl = smoke({"name": "sdnhl"}).experiment.method.params()
+    assert sdnhl["hl_epoch"] == sdnhl["drw_epoch"] == 1  # 160 of 200 → epoch 1 of 2: both phases run
+    assert smoke({"name": "sdnhl", "hl_epoch": None}).experiment.method.params()["hl_epoch"] is None  # stays off
+    spec = smoke({"name": "single"}, algorithm="optuna", num_samples=4, warm_start=[str(tmp_path)],
+                 optuna_storage=f"sqlite:///{tmp_path}/shared.db",
+                 space={"optim.epochs": {"choice": [100, 200]}, "optim.lr": {"loguniform": [0.01, 0.1]}})
+    assert list(spec.search.space) == ["optim.lr"] and spec.experiment.optim.epochs == SMOKE_EPOCHS
+    assert spec.search.warm_start == [] and spec.search.optuna_storage is None
+
+
 def _expected_trials(spec) -> set[str] | None:
     if spec.search.algorithm == "optuna":
         return None

@@ -93,6 +93,19 @@ def test_paired_differences_on_constructed_rows():
     assert shown.loc["loss=ce", "Δ few [95% CI]"] == "baseline"
 
 
+def test_a_seed_trained_twice_is_averaged_not_a_crash():
+    """Two ok rows of one configuration and seed (the same spec re-run with another unsearched
+    ``--set`` into one run directory): that seed's value is their mean."""
+    df = run_frame()
+    again = pd.DataFrame(rows("single", "focal", [76.0], seeds=[0]))
+    again["trial_id"] = "focal-rerun-0"
+    again["method.loss"] = "focal"
+    diffs, _ = T.paired_differences({"r": pd.concat([df, again], ignore_index=True)})
+    focal = diffs.set_index("config").loc["loss=focal"]
+    m, _, _ = hand_interval([(73.0 + 76.0) / 2 - 70.0, 2.0, 3.5], T2)
+    assert focal["pairs"] == 3 and focal["delta_overall"] == pytest.approx(m)
+
+
 def lo_str(*d):
     _, lo, hi = hand_interval(list(d), T2)
     return f"{lo:+.2f}, {hi:+.2f}"

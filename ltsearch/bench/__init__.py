@@ -4,7 +4,7 @@ One module per measurement: ``loop_tax`` (``run_trial`` against a hand-written l
 ``throughput`` (training-step images/s, augmentation cost), ``sweep`` (``run_sweep`` against bare
 Ray tasks; ltsearch's own per-trial writes), ``ddp`` (DDP trial start-up and its phases),
 ``search`` (grid against TPE + ASHA over search seeds), ``gpu`` + ``gpu_check`` (the GPU check:
-one JSON object, needing only torch). ``cli.register(app)`` adds the command; ``common`` holds the
+one JSON object, without Ray, Optuna or plotly). ``cli.bench`` is the command; ``common`` holds the
 options and the interleaved timing. Timings on a shared machine are noisy: the two sides of every
 ratio are interleaved and repeated, medians and spreads are reported, and nothing asserts a time.
 Only ``sweep``, ``ddp`` and ``search`` import Ray.

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Callable
 import typer
 
 from ltsearch.bench.common import GOALS, BenchOptions, jsonable, load_average, machine, stdout_to_stderr
+from ltsearch.errors import UserError, user_errors
 
 
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
@@ -106,10 +107,11 @@ def main(opts: BenchOptions, as_json: bool = False) -> dict[str, Any]:
     return result
 
 
+@user_errors
 def bench(
     json_: Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")] = False,
     smoke: Annotated[bool, typer.Option(help="smallest sizes (seconds, for CI)")] = False,
-    gpu: Annotated[bool, typer.Option(help="run the GPU check instead (needs only torch; see docs/performance.md)")] = False,
+    gpu: Annotated[bool, typer.Option(help="run the GPU check instead (needs torch, torchvision, PyYAML, pydantic; no Ray; see docs/performance.md)")] = False,
     trials: Annotated[int, typer.Option(help="sweep: number of trials N")] = 16,
     trial_seconds: Annotated[float, typer.Option(help="sweep: target training seconds per trial")] = 1.0,
     repeats: Annotated[int, typer.Option(help="interleaved repetitions of the loop-tax and throughput runs")] = 5,
@@ -126,6 +128,15 @@ def bench(
 
         gpu_main(["--smoke", "--device", "cpu"] if smoke else [])
         return
+    from ltsearch.registry import MODELS
+
+    MODELS.get(arch, where="--arch")  # an unknown name: one line with the known ones
+    for name, value in (("--trials", trials), ("--repeats", repeats), ("--sweep-repeats", sweep_repeats),
+                        ("--threads", threads), ("--search-seeds", search_seeds)):
+        if value < 1:
+            raise UserError(f"{name} {value}: give a positive number")
+    if trial_seconds <= 0:
+        raise UserError(f"--trial-seconds {trial_seconds}: give a positive number of seconds")
     opts = BenchOptions.smoke() if smoke else BenchOptions()
     if not smoke:
         opts = dataclasses.replace(opts, trials=trials, trial_seconds=trial_seconds, repeats=repeats,

@@ -1,6 +1,6 @@
 """What every measurement shares: options, interleaved timing, medians and spreads, the bench's
 synthetic experiment, the machine's description. Imports only torch and ltsearch's spec/data
-(no Ray, Optuna or plotly), so the GPU check runs where only torch is installed."""
+(no Ray, Optuna or plotly), so the GPU check runs without Ray, Optuna and plotly."""
 
 from __future__ import annotations
 

@@ -64,13 +64,17 @@ class Plan:
     """What the platform needs to know about a method's trial, declared by :meth:`Method.plan`.
 
     ``switches``: global 0-based epochs where the behaviour changes (DRW, a new stage...), for
-    ASHA's grace period; ``schedules``: the names :meth:`Method.schedule_values` records (Parquet
-    ``epochs`` columns); ``loss``: the trials table's ``loss`` column."""
+    ASHA's grace period; a ``None`` entry (a switch that is off) is dropped; ``schedules``: the
+    names :meth:`Method.schedule_values` records (Parquet ``epochs`` columns); ``loss``: the trials
+    table's ``loss`` column."""
 
     stages: tuple[Stage, ...]
-    switches: tuple[int, ...] = ()
+    switches: tuple[int | None, ...] = ()
     schedules: tuple[str, ...] = ()
     loss: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "switches", present(*self.switches))
 
     @property
     def epochs(self) -> int:

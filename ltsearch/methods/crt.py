@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from ltsearch.losses import build_loss
-from ltsearch.methods.base import MethodContext
-from ltsearch.methods.base import TrainSet
+from ltsearch.methods.base import MethodContext, TrainSet
 from ltsearch.methods.two_stage import REPRESENTATION, TwoStage, TwoStageParams, reinit_head
 from ltsearch.registry import METHODS
 

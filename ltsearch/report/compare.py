@@ -1,6 +1,6 @@
 """``write_compare(run_dirs, out, fmt)``: several runs side by side.
 
-Contents: the best configurations of each run (top 5, side by side), each searched parameter's
+Contents: the best configurations of each run (``top``, default 5; 0 or None: all), each searched parameter's
 val-accuracy curve with the runs overlaid (HTML) or tabulated (markdown), and a table of the best
 configuration of each run (rank 1 by mean val accuracy) with its overall/many/medium/few test
 accuracy and the difference to the first run (``+1.20``; ``n/a`` where either side is empty), and
@@ -111,7 +111,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 def paired(runs: dict[str, pd.DataFrame], baseline: str | None, top: int | None = TOP) -> tuple[pd.DataFrame, str]:
     """The paired-difference display table of the configurations shown (top ``top`` per run and the baseline)."""
-    configs, diffs, base = tables.shown(runs, baseline, top)
+    _, diffs, base = tables.shown(runs, baseline, top)
     return T.delta_display(diffs), base
 
 

@@ -113,10 +113,16 @@ def paired_differences(runs: dict[str, pd.DataFrame], baseline: str | None = Non
         return pd.DataFrame(), ""
     rows = _rows(runs)
     base = configs.loc[b]
-    base_rows = rows[(rows["run"] == base["run"]) & (rows["config_key"] == base["config_key"])].set_index("seed")
+    metrics = [m for m, _ in DELTA_METRICS]
+
+    def per_seed(run: str, key: str) -> pd.DataFrame:
+        """One row per seed (a seed trained twice, e.g. a re-run with another --set, is averaged)."""
+        return rows[(rows["run"] == run) & (rows["config_key"] == key)].groupby("seed")[metrics].mean()
+
+    base_rows = per_seed(base["run"], base["config_key"])
     out = []
     for i, c in configs.iterrows():
-        mine = rows[(rows["run"] == c["run"]) & (rows["config_key"] == c["config_key"])].set_index("seed")
+        mine = per_seed(c["run"], c["config_key"])
         seeds = sorted(set(mine.index) & set(base_rows.index))
         row = {"run": c["run"], "config": c["config"], "label": c["label"], "is_baseline": i == b, "pairs": len(seeds)}
         for metric, g in DELTA_METRICS:
@@ -142,11 +148,11 @@ def fmt_delta(row: pd.Series, group: str, noise_mark: str = " within noise") -> 
     return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]" + (noise_mark if row[f"delta_{group}_noise"] else "")
 
 
-def delta_display(diffs: pd.DataFrame, labels: Sequence[str] | None = None) -> pd.DataFrame:
+def delta_display(diffs: pd.DataFrame) -> pd.DataFrame:
     """The paired-difference table as display strings (html / markdown)."""
     if diffs.empty:
         return pd.DataFrame()
-    d = diffs if labels is None else diffs[diffs["label"].isin(labels)]
+    d = diffs
     table = pd.DataFrame({"configuration": d["label"], "paired seeds": d["pairs"]})
     for _, g in DELTA_METRICS:
         table[f"Δ {g} [95% CI]"] = [fmt_delta(r, g) for _, r in d.iterrows()]

@@ -14,7 +14,9 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3  # 3: split_many, split_few
+# 1: fixed schedule columns + schedules_json; 2: one column per schedule value a method declares,
+# trials.resumed_from; 3: trials.split_many, split_few
+SCHEMA_VERSION = 3
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
 
@@ -92,7 +94,7 @@ def epochs_schema(schedules: Iterable[str] = ()) -> pa.Schema:
 def schedule_columns(columns: Iterable[str]) -> list[str]:
     """The schedule-value columns among an epochs table's ``columns``."""
     base = dict(EPOCH_FIELDS)
-    return sorted(c for c in columns if c not in base)
+    return sorted(c for c in columns if c not in base and c != "schedules_json")  # version 1's catch-all
 
 
 def per_class_schema() -> pa.Schema:

@@ -36,9 +36,10 @@ def check_compatible(run_dir: str, trial_id: str, exp: ExperimentSpec) -> None:
     trials = ResultStore(run_dir).read("trials")
     cfg = json.loads(trials[trials["trial_id"] == trial_id].iloc[0]["config_json"])
     exp = resolve_defaults(exp)  # config_json names the resolved model (model.arch: auto)
+    ignored = {"root", "splits"}  # where the files are, and how results are grouped: not the training
     for section in ("data", "model"):
-        theirs = {k: v for k, v in cfg[section].items() if k != "root"}
-        mine = {k: v for k, v in exp.model_dump(by_alias=True)[section].items() if k != "root"}
+        theirs = {k: v for k, v in cfg[section].items() if k not in ignored}
+        mine = {k: v for k, v in exp.model_dump(by_alias=True)[section].items() if k not in ignored}
         if theirs != mine:
             diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
             raise UserError(f"--from: trial {trial_id} used a different experiment.{section} "

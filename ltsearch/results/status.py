@@ -161,9 +161,21 @@ def _eta(st: SweepStatus, trials: pd.DataFrame, in_progress: pd.DataFrame, spec:
         return 0.0
     done = pd.to_numeric(trials.get("epochs_done"), errors="coerce").dropna() if len(trials) else pd.Series()
     per_trial = float(done[trials["status"] == "ok"].median()) if len(done) and (trials["status"] == "ok").any() \
-        else float(((spec.get("experiment") or {}).get("optim") or {}).get("epochs", 0) or 0)
+        else _planned_epochs(spec)
     if not per_trial or math.isnan(per_trial):
         return None
     running_left = sum(max(0.0, per_trial - len(g)) for _, g in in_progress.groupby("trial_id")) if len(in_progress) else 0.0
     left = (st.not_started or 0) * per_trial + running_left
     return left * st.epoch_seconds / max(1, st.running)
+
+
+def _planned_epochs(spec: dict[str, Any]) -> float:
+    """Epochs of one trial over all its stages (the method's plan), before any trial has finished;
+    the spec's ``optim.epochs`` if the spec cannot be read here (e.g. a plugin that is not installed)."""
+    try:
+        from ltsearch.spec import validate_spec_dict
+        from ltsearch.trial import planned_epochs
+
+        return float(planned_epochs(validate_spec_dict(spec, source="spec.yaml").experiment))
+    except Exception:  # noqa: BLE001 - an estimate for the ETA only
+        return float(((spec.get("experiment") or {}).get("optim") or {}).get("epochs", 0) or 0)

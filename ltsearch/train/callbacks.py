@@ -2,7 +2,9 @@
 state (Lightning's callbacks, mmengine's hooks).
 
 =====================  ===========================================================================
-``on_stage_start``     a stage starts afresh (not when a trial resumes inside it)
+``on_stage_start``     a stage starts training afresh (not when a trial resumes inside it, nor for a
+                       stage restored from the stage cache or skipped with 0 epochs: best-val then
+                       keeps the previous stage's best)
 ``on_epoch_end``       after an epoch's training and validation; may add to the record (test metrics)
 ``on_train_end``       after the last stage, before the final evaluation
 ``state_dict``         what the callback must carry across a resume, under its ``state_key``

@@ -38,7 +38,7 @@ from ltsearch.train.evaluate import EvalReport, evaluate
 from ltsearch.train.fast import Fast, apply_fast, resolve_fast
 from ltsearch.train.state import EpochRecord, TrainState, rng_state, set_rng_state
 
-__all__ = ["DistInfo", "EpochRecord", "NonFiniteLoss", "TrainOutput", "TrialOutput", "lr_at", "make_optimizer",
+__all__ = ["DistInfo", "EpochRecord", "NonFiniteLoss", "TrialOutput", "lr_at", "make_optimizer",
            "run_trial", "threads_for", "train_epoch"]
 
 
@@ -52,9 +52,6 @@ class TrialOutput:
     epochs: list[EpochRecord]
     per_class: list[dict[str, Any]]
     state: dict[str, torch.Tensor] = field(default_factory=dict)  # the tested method's weights (CPU)
-
-
-TrainOutput = TrialOutput
 
 
 @dataclass

@@ -84,8 +84,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
 
     # Ray Train's settings for DDP trials are the job's too: its actors then run in the job's own
     # runtime environment (no second environment for Ray to set up)
-    env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "PYTHONWARNINGS": "ignore",
-           **train_env()}
+    env = {"PYTHONWARNINGS": "ignore", **{k: os.environ[k] for k in TUNE_ENV}, **train_env()}  # the user's values win
     kwargs: dict[str, Any] = dict(logging_level="ERROR", log_to_driver=False, runtime_env={"env_vars": env})
     if address:
         if (Path.home() / ".ray" / "auth_token").is_file():  # `ray start --head` enables token auth (Ray 2.60)

@@ -19,7 +19,7 @@ from ltsearch.results.store import ResultStore
 from ltsearch.trial import TrialContext, execute, final_metrics, planned_epochs, split_config, trial_id_for
 from ltsearch.train.loop import EpochRecord, threads_for
 
-__all__ = ["finished_metrics", "split_config", "tune_trial"]  # split_config lives in ltsearch.trial
+__all__ = ["finished_metrics", "tune_trial"]
 
 
 def tune_trial(config: dict[str, Any], *, spec_json: str, run_dir: str, param_types: dict, cpus: float) -> None:
