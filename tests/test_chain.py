@@ -6,7 +6,9 @@ from typer.testing import CliRunner
 
 from ltsearch.cli import app
 from ltsearch.errors import UserError
-from ltsearch.results.select import saved_model
+from ltsearch.results.select import check_compatible, saved_model
+from ltsearch.smoke import smoke_spec
+from ltsearch.spec import SplitSpec, load_spec
 
 runner = CliRunner()
 
@@ -28,6 +30,12 @@ def test_tau_norm_sweep_reuses_one_stage1_model(tmp_path):
     stage1 = tmp_path / "runs" / "compare_baselines_smoke"
     tid = pd.read_parquet(stage1 / "trials").iloc[0]["trial_id"]
     assert (stage1 / "models" / f"{tid}.pt").is_file()
+    # other many/few thresholds only regroup the results: still the same stage 1; other data is not
+    exp = smoke_spec(load_spec("search_spaces/decoupling_tau_norm.yaml")).experiment
+    check_compatible(str(stage1), tid, exp.model_copy(update={"data": exp.data.model_copy(
+        update={"splits": SplitSpec(many=40, few=10)})}))
+    with pytest.raises(UserError, match="imbalance"):
+        check_compatible(str(stage1), tid, exp.model_copy(update={"data": exp.data.model_copy(update={"imbalance": 7.0})}))
     r = runner.invoke(app, ["run", "search_spaces/decoupling_tau_norm.yaml", "--smoke", "--storage", storage,
                             "--from", str(stage1), "--no-report"])
     assert r.exit_code == 0, r.output
