@@ -4,6 +4,7 @@ hand (many seeded draws; tolerances from the sample size)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -22,7 +23,7 @@ def test_memory_estimate_by_hand():
     exact = afg_memory(counts, d, "exact", rank=r, head_threshold=20, support_k=2)
     assert exact == {"features": 46 * 8 * 4, "means": 3 * 8 * 4, "anchors": 16 * 8 * 4 + 16 * 2 * (8 + 4),
                      "plan": 44 * 2 * 8, "class_covariances": 3 * 64 * 4, "class_roots": 3 * 64 * 4,
-                     "anchor_roots": 16 * 64 * 4, "block": BLOCK_BYTES}
+                     "anchor_roots": 16 * 64 * 4, "block": BLOCK_BYTES, "calibration": (2 * 2 + 10) * 16 * 64 * 4}
     low = afg_memory(counts, d, "lowrank", rank=r, head_threshold=20, support_k=2)
     assert low["class_factors"] == 3 * 8 * 3 * 4 + 3 * 4 and exact["block"] == BLOCK_BYTES
     assert "class_covariances" not in low and "block" not in low
@@ -39,6 +40,12 @@ def test_auto_mode_keeps_exact_for_cifar_and_fits_imagenet_in_a_few_gb():
     assert choose_mode("auto", inlt, 2048, 32, 2.0) == "lowrank"
     assert sum(afg_memory(inlt, 2048, "lowrank").values()) < 3e9
     assert choose_mode("exact", inlt, 2048, 32, 2.0) == "exact"  # explicit choice wins
+    # the epoch-start calibration peak counts: 2,000 tail images at D = 512 hold 2 GB of anchor
+    # roots alone, but calibrating them needs 14 × that again
+    few = [101] + [20] * 100
+    roots = afg_memory(few, 512, "exact")["anchor_roots"]
+    assert roots == 2000 * 512 ** 2 * 4 and sum(afg_memory(few, 512, "exact").values()) > 15 * roots
+    assert choose_mode("auto", few, 512, 32, 4.0) == "lowrank"
 
 
 def test_lowrank_covariance_by_hand():
@@ -136,3 +143,16 @@ def test_glag_generation_balances_classes_in_both_modes(mode):
     steps = math.ceil(sum(counts) / m._batch)
     drawn = [m.next_generated()[1] for _ in range(steps)]
     assert sum(len(d) for d in drawn) >= 44 and all(len(d) == math.ceil(44 / steps) for d in drawn)
+    # DDP, 2 ranks: each keeps every other feature of the step's draw; together they are the one process's
+    ranks = []
+    for r in range(2):
+        mr = make_method("glag", {"head_threshold": 20, "support_k": 1, "gamma": 0.1, "afg_cov": mode, "afg_rank": 4},
+                         dataclasses.replace(ctx, rank=r, world_size=2))
+        mr.load_state_dict(m.state_dict())
+        mr.begin_stage(mr.stages()[1], train)
+        mr.on_epoch_start(2, 0.0)
+        ranks.append(mr.next_generated())
+    m.on_epoch_start(2, 0.0)
+    x1, y1 = m.next_generated()
+    assert torch.equal(torch.stack([ranks[0][1], ranks[1][1]], 1).flatten()[: len(y1)], y1)
+    assert torch.allclose(torch.stack([ranks[0][0], ranks[1][0]], 1).flatten(0, 1)[: len(x1)], x1)

@@ -61,3 +61,11 @@ def test_bad_command_options_exit_2_with_one_line(tmp_path):
                        (["status", str(tmp_path), "--top", "-1"], "--top -1")):
         r = runner.invoke(app, args)
         assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, (args, r.output)
+
+
+def test_mixup_with_hard_aware_is_refused(tmp_path):
+    """hard_aware weights classes by their training accuracy, which mixed images do not give."""
+    r = runner.invoke(app, ["train", "search_spaces/quickstart.yaml", "--storage", str(tmp_path / "runs"),
+                            "--set", "experiment.method.loss=hard_aware", "--set", "experiment.method.mixup_alpha=0.2"])
+    assert r.exit_code == 2 and "mixup_alpha" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()

@@ -174,3 +174,6 @@ def test_methods_cut_head_and_tail_at_the_datas_thresholds():
     groups = [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]  # > 1077 / 233 … 1077 / < 233
     expected = [min(float(a[i]), float(a[g].mean())) for g in groups for i in g]
     assert hrdc.rebal_loss.factors.tolist() == pytest.approx(expected, rel=1e-6)
+    single = build_method(exp.model_copy(update={"method": exp.method.model_validate(
+        {"name": "single", "loss": "hrdc", "levels": "shots", "gamma": 1.0})}), counts, 1)
+    assert single.loss_fn.factors.tolist() == pytest.approx(expected, rel=1e-6)  # the same cut for single

@@ -188,6 +188,22 @@ def test_sdnhl_switches_to_hard_aware_and_reports_schedules():
         assert torch.allclose(m.predict(x).exp(), avg, atol=1e-5)
 
 
+def test_sdnhl_hard_aware_from_epoch_0_starts_from_uniform_weights():
+    """No epoch precedes a switch at 0: w̃ starts at 1 (the classification loss is class-balanced CE,
+    not 0); a later switch starts from 0 and is seeded by the epoch before it."""
+    m = make("sdnhl", hl_epoch=0, drw_epoch=None)
+    assert m.hl.hard_weights.tolist() == [1.0] * 4
+    m.on_epoch_start(0, 0.0)
+    x, y = torch.randn(4, 1, 4, 4), torch.arange(4)
+    with torch.no_grad():
+        zs, _ = m.branch_logits(x, x)
+        raw = torch.tensor([(1 - 0.9999) / (1 - 0.9999 ** n) for n in COUNTS])  # Cui et al., hl_beta
+        w = raw / raw.sum() * 4  # normalised to sum to C
+        nll = -torch.log_softmax(30 * zs, 1)[torch.arange(4), y]
+        assert m.cls_loss(zs, y).item() == pytest.approx((w[y] * nll).mean().item(), rel=1e-5) and nll.sum() > 0
+    assert make("sdnhl", hl_epoch=3).hl.hard_weights.tolist() == [0.0] * 4
+
+
 # ------------------------------------------------------------------------------------------ HRDC
 def test_hierarchical_factor_capping_six_classes():
     counts = [100, 60, 30, 20, 10, 5]

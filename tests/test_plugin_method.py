@@ -135,3 +135,16 @@ def test_a_tune_sweep_loads_the_plugin_in_its_trials(tmp_path):
     assert (done[trials.loc[trials["status"] == "ok", "trial_id"]] == 5).all()
     first_tune = epochs[epochs["stage"] == "tune"].groupby("trial_id")["toy_temp"].max()
     assert sorted(first_tune) == [2.0, 4.0]  # the searched temperature reached each trial's method
+
+
+def test_a_method_with_the_old_stage_hooks_is_refused_at_definition(tmp_path):
+    """Overriding ``stages()`` without ``plan()`` would train one stage silently: the plugin fails to
+    load with one line naming the fix."""
+    from ltsearch.errors import UserError
+    from ltsearch.validation import load_plugins
+
+    old = tmp_path / "old_style.py"
+    old.write_text("from ltsearch.methods.base import Method\n\n"
+                   "class OldStyle(Method):\n    def stages(self):\n        return ()\n")
+    with pytest.raises(UserError, match=r"overrides stages\(\): declare stages and switches in the classmethod plan"):
+        load_plugins([str(old)])

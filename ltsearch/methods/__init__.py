@@ -33,9 +33,10 @@ def method_plan(exp: ExperimentSpec) -> Plan:
     return cls.plan(cls.validate_params(exp.method.params()), exp.optim)
 
 
-def build_method(spec: ExperimentSpec, class_counts: Sequence[int], in_channels: int = 3) -> Method:
+def build_method(spec: ExperimentSpec, class_counts: Sequence[int], in_channels: int = 3, rank: int = 0,
+                 world_size: int = 1) -> Method:
     """The method of ``spec.method`` for these training class counts, with the backbone of
-    ``spec.model`` (DESIGN's contract; the loop uses it too)."""
+    ``spec.model`` (the loop uses it too; ``rank`` / ``world_size``: this DDP process)."""
     num_classes = len(class_counts)
     arch = resolve_arch(spec.model.arch, spec.data.dataset)  # model.arch: auto -> the dataset's model
 
@@ -44,7 +45,8 @@ def build_method(spec: ExperimentSpec, class_counts: Sequence[int], in_channels:
 
     splits = resolve_splits(spec.data.splits.many, spec.data.splits.few, spec.data.dataset, class_counts)
     ctx = MethodContext(class_counts=list(class_counts), in_channels=in_channels, optim=spec.optim,
-                        build_model=model_factory, model_head=spec.model.head, seed=spec.seed, splits=splits)
+                        build_model=model_factory, model_head=spec.model.head, seed=spec.seed, splits=splits,
+                        rank=rank, world_size=world_size)
     return make_method(spec.method.name, spec.method.params(), ctx)
 
 

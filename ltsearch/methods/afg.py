@@ -49,8 +49,11 @@ def afg_memory(counts: Sequence[int], dim: int, mode: Mode, rank: int = 32, head
     ``means`` (C·D), ``anchors`` (the tail classes' features, N_t·D, and their support sets N_t·k
     indices and weights), ``plan`` (one class and one anchor index per generated feature of an epoch,
     P = Σ_c (N_max − N_c)). exact: ``class_covariances`` and ``class_roots`` (C·D² each),
-    ``anchor_roots`` (N_t·D²) and a draw ``block``. lowrank: ``class_factors`` (C·D·r + C residual
-    variances). Floats are 4 bytes, indices 8."""
+    ``anchor_roots`` (N_t·D²), a draw ``block``, and ``calibration``: the transient peak of each
+    epoch's calibration of the anchors' covariances, (2k + 10)·N_t·D² floats (the gathered support
+    covariances and their weighted copies, 2k; the gathered own covariances, the sum and the
+    expression's temporaries, 4; the float64 copy and eigenvectors of the root, 4; the result, 2).
+    lowrank: ``class_factors`` (C·D·r + C residual variances). Floats are 4 bytes, indices 8."""
     c, d = len(counts), int(dim)
     n_tail = sum(int(n) for n in counts if n <= head_threshold)
     plan = sum(max(counts) - int(n) for n in counts)
@@ -58,7 +61,8 @@ def afg_memory(counts: Sequence[int], dim: int, mode: Mode, rank: int = 32, head
              "anchors": n_tail * d * BYTES + n_tail * support_k * (8 + BYTES), "plan": plan * 2 * 8}
     if mode == "exact":
         parts.update(class_covariances=c * d * d * BYTES, class_roots=c * d * d * BYTES,
-                     anchor_roots=n_tail * d * d * BYTES, block=BLOCK_BYTES)
+                     anchor_roots=n_tail * d * d * BYTES, block=BLOCK_BYTES,
+                     calibration=(2 * support_k + 10) * n_tail * d * d * BYTES)
     else:
         parts.update(class_factors=c * d * rank * BYTES + c * BYTES)
     return parts

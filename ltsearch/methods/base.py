@@ -121,6 +121,8 @@ class MethodContext:
     model_head: str = "auto"
     seed: int = 0
     splits: tuple[int, int] = (100, 20)  # the data's many-shot (count > many) / few-shot (< few) thresholds
+    rank: int = 0  # under DDP: this process's rank among world_size (each rank trains on its share of a batch)
+    world_size: int = 1
 
     @property
     def num_classes(self) -> int:
@@ -146,6 +148,15 @@ class Method(nn.Module):
         self.params = params
         self.ctx = ctx
         self.class_counts = list(ctx.class_counts)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A method declares its stages and switches in :meth:`plan`; one that overrides the earlier
+        ``stages()`` / ``change_epochs()`` hooks instead would silently train one stage."""
+        super().__init_subclass__(**kwargs)
+        old = [name for name in ("stages", "change_epochs") if name in vars(cls)]
+        if old and "plan" not in vars(cls):
+            raise TypeError(f"method {cls.__qualname__} overrides {', '.join(old)}(): declare stages and switches "
+                            "in the classmethod plan(params, optim) -> Plan instead")
 
     # ---------------------------------------------------------------- declarations
     @classmethod

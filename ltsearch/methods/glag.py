@@ -229,9 +229,14 @@ class GLAG(TwoStage):
 
     # ---------------------------------------------------------------- steps
     def next_generated(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """This step's generated features. Under DDP every rank draws the step's whole share (the
+        same generator) and keeps every world_size-th feature from its rank on, as it keeps its part
+        of the real batch: together the ranks train on exactly the single-process features."""
         if self._afg is None or self._chunk == 0:
             return None
-        return self._afg.take(self._chunk)
+        x, y = self._afg.take(self._chunk)
+        r, w = self.ctx.rank, self.ctx.world_size
+        return (x, y) if w == 1 else (x[r::w], y[r::w])
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], progress: float) -> dict[str, Any]:
         if self.stage == REPRESENTATION:

@@ -38,7 +38,9 @@ hard-aware loss (``ltsearch.losses.hard_aware``): CE weighted by w̃^c · w^c, w
   training and made val accuracy optimistic).
 - Accumulation starts at the switch (``hl_accumulate: switch``, the paper's "in the final stage of
   training"): w̃ = 0 until the end of epoch ``hl_epoch`` − 1, whose training accuracy gives the first
-  hard-aware epoch w̃ = 1/acc; every hard-aware epoch then updates it for the next.
+  hard-aware epoch w̃ = 1/acc; every hard-aware epoch then updates it for the next. With
+  ``hl_epoch: 0`` no epoch precedes the switch: the first epoch starts from w̃ = 1 (plain
+  class-balanced CE) instead of a zero loss.
   ``hl_accumulate: always`` accumulates from epoch 0 (so w̃ carries ~1/(1 − m) epochs of history
   into the switch).
 - Scale (``hl_reduction``): ``mean`` (default) is the paper's plain 1/M batch mean, whose scale
@@ -140,7 +142,8 @@ class SDNHL(Method):
         where = "experiment.method"
         self.ldam = build_loss("ldam", ctx.class_counts, where=where, max_m=params.max_m, s=params.s)
         self.hl = build_loss("hard_aware", ctx.class_counts, where=where, momentum=params.hl_momentum,
-                             beta=params.hl_beta, eps=params.hl_eps, init=0.0, normalize=params.hl_normalize,
+                             beta=params.hl_beta, eps=params.hl_eps, init=1.0 if params.hl_epoch == 0 else 0.0,
+                             normalize=params.hl_normalize,
                              reduction=params.hl_reduction)
         self.register_buffer("drw_weights", class_balanced_weights(ctx.class_counts, params.drw_beta))
         self.lam = build_schedule(params.lambda_schedule, where="experiment.method.lambda_schedule",

@@ -35,6 +35,9 @@ class SingleParams(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "SingleParams":
         check_loss_params(self.loss, self.loss_params(), where="experiment.method")
+        if self.mixup_alpha > 0 and self.loss == "hard_aware":
+            raise ValueError("mixup_alpha: a mixed image has two labels, so there is no per-class training "
+                             "accuracy for hard_aware's weights; use mixup_alpha: 0 with loss: hard_aware")
         for key in ("sampler", "drs_sampler"):
             SAMPLERS.get(getattr(self, key), where=f"experiment.method.{key}")
         return self
@@ -52,7 +55,10 @@ class Single(Method):
         super().__init__(params, ctx)
         head = ctx.model_head if ctx.model_head != "auto" else ("normed" if params.loss == "ldam" else "linear")
         self.net = ctx.build_model(head)
-        self.loss_fn = build_loss(params.loss, ctx.class_counts, where="experiment.method", **params.loss_params())
+        loss_params = params.loss_params()
+        if params.loss == "hrdc":  # levels: shots cut at the data's many/few thresholds unless given (as hrdc)
+            loss_params = {"many": ctx.splits[0], "few": ctx.splits[1], **loss_params}
+        self.loss_fn = build_loss(params.loss, ctx.class_counts, where="experiment.method", **loss_params)
         prior = torch.tensor(ctx.class_counts, dtype=torch.float32)
         self.register_buffer("log_prior", (prior / prior.sum()).log())
         self.register_buffer("drw_weights", class_balanced_weights(ctx.class_counts, params.drw_beta))
@@ -67,16 +73,19 @@ class Single(Method):
 
     def streams(self, epoch: int) -> dict[str, Stream]:
         p = self.params
-        sampler = p.drs_sampler if p.drs_epoch is not None and epoch >= p.drs_epoch else p.sampler
-        return {"main": Stream(sampler=sampler)}
+        return {"main": Stream(sampler=p.drs_sampler if self.drs_on(epoch) else p.sampler)}
 
     def drw_on(self, epoch: int) -> bool:
         """DRW is on from the 0-based ``drw_epoch`` (LDAM-DRW: ``epoch // 160`` picks β = 0.9999)."""
         return self.params.drw_epoch is not None and epoch >= self.params.drw_epoch
 
+    def drs_on(self, epoch: int) -> bool:
+        """Deferred re-sampling (``drs_sampler``) from the 0-based ``drs_epoch``."""
+        return self.params.drs_epoch is not None and epoch >= self.params.drs_epoch
+
     def on_epoch_start(self, epoch: int, progress: float) -> None:
         self._drw_on = self.drw_on(epoch)
-        self._drs_on = self.params.drs_epoch is not None and epoch >= self.params.drs_epoch
+        self._drs_on = self.drs_on(epoch)
         self._mix_gen.manual_seed(self.ctx.seed * 1_000_003 + 7 + epoch)  # per epoch: a resumed trial draws the same
         if self.params.drw_epoch is not None:  # without DRW, keep the loss's own weight (if any)
             self.loss_fn.set_weight(self.drw_weights if self._drw_on else self._own_weight)

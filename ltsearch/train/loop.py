@@ -144,7 +144,8 @@ class Loop:
         self.device = select_device(exp.device)
         self.counts = data.class_counts
         self.splits = (exp.data.splits.many, exp.data.splits.few)
-        self.method: Method = build_method(exp, self.counts, data.image_shape[0]).to(self.device)
+        self.method: Method = build_method(exp, self.counts, data.image_shape[0], dist.rank,
+                                           dist.world_size).to(self.device)
         self.plan = type(self.method).plan(self.method.params, exp.optim)
         self.fast = resolve_fast(exp.fast, self.device, self.method)
         apply_fast(self.method, self.fast)
