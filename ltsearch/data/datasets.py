@@ -76,7 +76,7 @@ def _lt_from_pool(
         tr, va = split_train_val(y, counts, val_per_class, seed=spec.subset_seed)
     except ValueError as err:
         raise UserError(f"experiment.data: {name}: {err} (lower data.max_per_class or data.val_per_class)") from None
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    t = lambda a: torch.from_numpy(np.require(a, requirements=["C", "W"]))  # noqa: E731 - contiguous, writable (copied if not)
     return LTData(
         name=name, num_classes=num_classes,
         train=Split(t(x[tr]), t(y[tr]).long()), val=Split(t(x[va]), t(y[va]).long()),
