@@ -19,7 +19,7 @@ Generator (AFG). Choices where the paper is silent or ambiguous:
   purpose: a tail class is one whose own covariance estimate is unreliable (a class with fewer images
   than feature dimensions has a rank-deficient one), whatever the dataset's many/few reporting
   groups are. Measured on Fashion-MNIST-LT IF100 (docs/results/fashion_mnist_lt.md): the dataset's
-  many-shot threshold (> 1077, 7 of 10 classes "tail") gave val 75.6 %, the fixed 100 (2 tail
+  many-shot threshold (> 1077, 7 of 10 classes "tail") gave val 75.8 %, the fixed 100 (2 tail
   classes) 83.1 %. Each class gets N_max − N_c generated features per epoch
   ("the sampling number depends on the gap to the head class"). Head classes (and a tail class that
   no class out-numbers) draw them from their own Gaussian N(μ_c, Σ_c). For a tail class the draws
