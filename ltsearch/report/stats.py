@@ -152,10 +152,9 @@ def delta_display(diffs: pd.DataFrame) -> pd.DataFrame:
     """The paired-difference table as display strings (html / markdown)."""
     if diffs.empty:
         return pd.DataFrame()
-    d = diffs
-    table = pd.DataFrame({"configuration": d["label"], "paired seeds": d["pairs"]})
+    table = pd.DataFrame({"configuration": diffs["label"], "paired seeds": diffs["pairs"]})
     for _, g in DELTA_METRICS:
-        table[f"Δ {g} [95% CI]"] = [fmt_delta(r, g) for _, r in d.iterrows()]
+        table[f"Δ {g} [95% CI]"] = [fmt_delta(r, g) for _, r in diffs.iterrows()]
     return table.reset_index(drop=True)
 
 
