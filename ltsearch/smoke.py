@@ -36,8 +36,8 @@ def _method_units(*names: str) -> dict[str, str]:
 def _unit(key: str, method_units: dict[str, str]) -> str | None:
     """The unit of a dotted ``experiment`` key (``optim.warmup``, ``method.stage2_epochs``), or None."""
     section, _, field = key.partition(".")
-    if section == "optim":
-        return epoch_units(OptimSpec).get(field) if field != "epochs" else None
+    if section == "optim":  # a searched optim.epochs never gets here: smoke_spec drops it
+        return epoch_units(OptimSpec).get(field)
     if section == "method":
         return method_units.get(field)
     return None
