@@ -379,9 +379,19 @@ class FakeAutoscalingCluster:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited: {self.log.read_text()[-3000:]}")
             if "Ray runtime started" in self.log.read_text(errors="replace"):
+                break
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"fake cluster did not start: {self.log.read_text()[-3000:]}")
+        # the autoscaler's monitor publishes its first status only after it has received load
+        # metrics (1-2 s here, longer on a busy CI machine): until then Ray shows no autoscaler
+        from ltsearch.cluster import gather_facts
+
+        while time.time() < deadline:
+            if gather_facts(self.address).autoscaler:
                 return self.address
             time.sleep(0.5)
-        raise TimeoutError(f"fake cluster did not start: {self.log.read_text()[-3000:]}")
+        raise TimeoutError(f"the fake cluster's autoscaler published no status in {timeout} s")
 
     def shutdown(self) -> None:
         if self.proc is None:
