@@ -1,8 +1,8 @@
 """Search efficiency (``ltsearch bench --search``): the same space searched by a grid and by Optuna
 TPE + ASHA with ltsearch's defaults, over several search seeds, on digits-LT with a small CNN.
 
-The space is loss ∈ {ce, balanced_softmax, ldam} × learning rate ∈ [0.01, 0.15] (grid: 4 log-spaced
-rates, 12 cells of 12 epochs = 144 epochs). For search seed s the grid trains with experiment seed
+The space is loss ∈ {ce, balanced_softmax, ldam} × learning rate ∈ [0.03, 1.0] (grid: the 4 rates
+of ``LRS``, 12 cells of 12 epochs = 144 epochs). For search seed s the grid trains with experiment seed
 s, and TPE (sampler seed s, same experiment seed) with ASHA gets ``tpe_trials`` samples; its
 best-so-far validation accuracy is read against the epochs spent (trials in the order they
 finished, a stopped trial counting the epochs it ran). Reported per seed: the grid's best, the
