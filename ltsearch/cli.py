@@ -83,17 +83,18 @@ def print_best(run_dir: str, top: int = 5, out: Console | None = None, trials: A
 def run(
     spec: Annotated[Path, typer.Argument(help="search spec YAML")],
     storage: Annotated[str, typer.Option(help="results root: a directory or s3:// / gs:// URI")] = "runs",
-    resume: Annotated[bool, typer.Option(help="restore an interrupted sweep from RUN_DIR/_tune")] = False,
+    resume: Annotated[bool, typer.Option(help="restore an interrupted sweep from RUN_DIR/_tune (the same spec)")] = False,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address ('auto' on a head node)")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: dotted.key=value")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: dotted.key=value (repeat it)")] = None,
     smoke: Annotated[bool, typer.Option(help="toy scale: digits-LT, tiny model, 2 epochs, few trials")] = False,
     fill_missing: Annotated[bool, typer.Option(help="only run grid cells without an ok row (always done)")] = False,
     report: Annotated[bool, typer.Option(help="write RUN_DIR/report.html at the end")] = True,
     from_: Annotated[Optional[Path], typer.Option("--from", help="stage-1 run whose model stage 2 starts from")] = None,
     trial: Annotated[Optional[str], typer.Option(help="with --from: that trial (default: best val_acc)")] = None,
 ) -> None:
-    """Run a hyperparameter search / ablation sweep with Ray Tune."""
-    from ltsearch.tune.search import plan, run_dir_for, run_sweep
+    """Run a hyperparameter search / ablation sweep with Ray Tune. Ctrl-C (SIGINT) or SIGTERM stops
+    it cleanly (exit 130 / 143); `--resume` with the same spec continues it."""
+    from ltsearch.tune.search import plan_sweep, run_dir_for, run_sweep
     from ltsearch.tune.live import LiveTable
 
     overrides = list(set_ or [])
@@ -110,15 +111,23 @@ def run(
     if from_ is not None:
         check_compatible(str(from_), tid, s.experiment)
         console.print(f"stage 1: trial {tid} of {from_}")
-    _preflight_data(s)
     run_dir = run_dir_for(s, storage)
-    cells, skipped = plan(s, run_dir)
-    if skipped:
-        console.print(f"{skipped} trial(s) already finished in {run_dir}; running the {len(cells)} missing")
+    plan = plan_sweep(s, run_dir)  # the grid is expanded and its trials resolved once, here
+    _preflight_data(s, plan.trials)
+    if plan.skipped and not resume:
+        console.print(f"{plan.skipped} trial(s) already finished in {run_dir}; running the {len(plan.cells)} missing")
+    again = _resume_command(spec, storage, list(set_ or []), smoke, address, from_, trial)
     live = LiveTable(console)
-    result = run_sweep(s, storage=storage, resume=resume, address=address, callbacks=[live],
-                       warn=lambda w: err_console.print(w, markup=False))
-    live.stop()
+    try:
+        result = run_sweep(s, storage=storage, resume=resume, address=address, callbacks=[live],
+                           warn=lambda w: err_console.print(w, markup=False), plan=plan, spec_path=str(spec),
+                           command=again.replace(" --resume", ""))
+    finally:
+        live.stop()
+    if result.interrupted:
+        console.print(f"interrupted: {result.finished} of {result.planned} {result.units} finished; "
+                      f"resume with `{again}`", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=130 if result.interrupted == "SIGINT" else 143)
     console.print(f"results: {result.run_dir}/{{trials,epochs,per_class}}/*.parquet")
     if report:
         from ltsearch.report.html import write_report
@@ -128,23 +137,38 @@ def run(
     print_best(result.run_dir)
 
 
-def _preflight_data(spec: Any, cells: bool = True) -> None:
+def _resume_command(spec: Path, storage: str, sets: list[str], smoke: bool, address: str | None,
+                    from_: Path | None, trial: str | None) -> str:
+    """The command that resumes this sweep: the same spec, storage and flags, with ``--resume``."""
+    import shlex
+
+    words = ["ltsearch", "run", str(spec)]
+    if storage != "runs":
+        words += ["--storage", storage]
+    for text in sets:
+        words += ["--set", text]
+    if smoke:
+        words.append("--smoke")
+    if address:
+        words += ["--address", address]
+    if from_ is not None:
+        words += ["--from", str(from_)] + (["--trial", trial] if trial else [])
+    from ltsearch.secrets import mask
+
+    return mask(shlex.join(words + ["--resume"]))
+
+
+def _preflight_data(spec: Any, trials: Any = ()) -> None:
     """Fail fast (exit 2, nothing written) when the dataset is not available; then print the notices
     the spec's methods declare for its class counts (``Method.notices``: of the experiment's method
-    and, with ``cells``, of every method a planned grid / random cell on the same data trains)."""
+    and of every method a planned grid / random trial (``trials``) on the same data trains)."""
     from ltsearch.data import check_available
     from ltsearch.methods import method_notices
-    from ltsearch.spec import resolve_experiment
-    from ltsearch.tune.space import plan_cells
 
     data = check_available(spec.experiment.data)
     if data is None:  # list datasets (1,000+ classes) are not decoded here
         return
-    exps = [spec.experiment]
-    if cells and spec.search.space:
-        cell_exps = [resolve_experiment(spec.experiment, {k: v for k, v in c.items() if k != "seed"})
-                     for c in plan_cells(spec.search, spec.experiment)]
-        exps += [e for e in cell_exps if e.data == spec.experiment.data]  # the counts are the base data's
+    exps = [spec.experiment] + [t.exp for t in trials if t.exp.data == spec.experiment.data]  # the base data's counts
     for line in method_notices(exps, data.class_counts):
         console.print(f"notice: {line}", markup=False, highlight=False, soft_wrap=True)
 
@@ -154,23 +178,37 @@ def _preflight_data(spec: Any, cells: bool = True) -> None:
 def train(
     spec: Annotated[Path, typer.Argument(help="spec YAML; its search space is ignored")],
     storage: Annotated[str, typer.Option(help="results root")] = "runs",
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: dotted.key=value")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: dotted.key=value (repeat it)")] = None,
     smoke: Annotated[bool, typer.Option(help="toy scale")] = False,
     seed: Annotated[Optional[int], typer.Option(help="seed (default: the first of search.seeds)")] = None,
 ) -> None:
-    """Train one trial without Ray (same loop, same Parquet output)."""
+    """Train one trial without Ray (same loop, same Parquet output, same trial id and result as
+    `ltsearch run` gives that trial: one process, the spec's experiment.threads)."""
+    from ltsearch.results.run_dir import RunState, check_run_dir, check_writable, read_state
+    from ltsearch.results.store import ResultStore
+    from ltsearch.resolved import resolve_trial
     from ltsearch.show import epoch_progress
-    from ltsearch.spec import resolve_experiment
-    from ltsearch.trial import TrialContext, execute, planned_epochs, trial_id_for
+    from ltsearch.spec import dump_spec
+    from ltsearch.trial import TrialContext, execute
     from ltsearch.tune.search import run_dir_for
 
     s = _load(spec, set_ or [], smoke)
-    _preflight_data(s, cells=False)
-    exp = resolve_experiment(s.experiment, {"seed": s.search.seeds[0] if seed is None else seed})
+    _preflight_data(s)
+    # one process: the trial of a one-worker sweep of this spec (a DDP spec's trials are other trials)
+    trial = resolve_trial(s.experiment, seed=s.search.seeds[0] if seed is None else seed,
+                          cpus=s.resources.cpus_per_worker)
     run_dir = run_dir_for(s, storage)
-    with epoch_progress(console, planned_epochs(exp)) as show:  # a progress bar in a terminal, lines in a log
-        out = execute(exp, TrialContext(s.name, run_dir, {}, {}), reporter=show)
-    tid = trial_id_for(exp)
+    check_writable(run_dir)
+    check_run_dir(s, run_dir, resume=False, spec_path=str(spec))
+    store = ResultStore(run_dir)
+    if read_state(store) is None:  # a new run directory: its identity, as a sweep's would be
+        state = RunState(run_dir)
+        state.start(f"ltsearch train {spec}")
+        store.write_text("spec.yaml", dump_spec(s))
+        state.end("finished")
+    with epoch_progress(console, trial.plan.epochs) as show:  # a progress bar in a terminal, lines in a log
+        out = execute(trial, TrialContext(s.name, run_dir), reporter=show)
+    tid = trial.trial_id
     if out is None:
         console.print(f"trial {tid} failed (non-finite loss); recorded in {run_dir}/trials/{tid}.parquet")
         raise typer.Exit(code=1)
@@ -205,7 +243,7 @@ def status(
 ) -> None:
     """What a running or finished sweep has done: planned / ok / failed / stopped / running trials,
     best val so far, ETA. Read-only: safe while the sweep runs."""
-    from ltsearch.results.status import sweep_status
+    from ltsearch.report.status import sweep_status
     from ltsearch.show import status_lines
 
     if top < 0:

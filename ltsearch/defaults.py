@@ -11,6 +11,10 @@
   So a spec with ``null`` and one with the numbers they stand for have one trial id, and the
   CIFAR-100-LT / ImageNet-LT / iNaturalist specs keep the ids they had with ``{many: 100, few: 20}``.
   Every row records the thresholds used (``split_many``, ``split_few``).
+- ``threads: auto`` → ``resources.cpus_per_worker`` (at least 1): the CPU threads torch uses in the
+  trial's process. On CPU the thread count changes the order of parallel sums and so the numbers,
+  which makes it part of the configuration (``ltsearch train`` and ``ltsearch run`` of one trial id
+  train with the same count and give the same result).
 """
 
 from __future__ import annotations
@@ -24,12 +28,22 @@ from ltsearch.models.auto import resolve_arch
 from ltsearch.spec import ExperimentSpec
 
 
-def resolve_defaults(exp: ExperimentSpec, class_counts: Sequence[int] | None = None) -> ExperimentSpec:
-    """``exp`` with ``model.arch`` and ``data.splits`` resolved; ``class_counts``: the protocol's
-    counts of the data trained on (default: derived from the spec where possible, else splits that
-    need them stay as written)."""
+def resolve_threads(threads: int | str, cpus: float | None = None) -> int:
+    """``experiment.threads``: a number as given; ``auto``: ``cpus`` (``resources.cpus_per_worker``;
+    1 without a spec's resources), at least 1. Never the machine's core count, which would make a
+    trial's identity depend on where it runs."""
+    return threads if isinstance(threads, int) else max(1, int(cpus or 1))
+
+
+def resolve_defaults(exp: ExperimentSpec, class_counts: Sequence[int] | None = None,
+                     cpus: float | None = None) -> ExperimentSpec:
+    """``exp`` with ``model.arch``, ``data.splits`` and ``threads`` resolved; ``class_counts``: the
+    protocol's counts of the data trained on (default: derived from the spec where possible, else
+    splits that need them stay as written); ``cpus``: ``resources.cpus_per_worker``."""
     arch = resolve_arch(exp.model.arch, exp.data.dataset)
-    update = {}
+    update: dict = {}
+    if exp.threads == "auto":
+        update["threads"] = resolve_threads(exp.threads, cpus)
     if arch != exp.model.arch:
         update["model"] = exp.model.model_copy(update={"arch": arch})
     if class_counts is None:

@@ -78,7 +78,7 @@ def duration(seconds: float) -> str:
 
 
 def status_lines(st: Any) -> list[str]:
-    """``ltsearch status`` as plain lines (``ltsearch.results.status.SweepStatus``)."""
+    """``ltsearch status`` as plain lines (``ltsearch.report.status.SweepStatus``)."""
     c = st.counts
     planned = f"{st.planned} trials planned" if st.planned is not None else "plan unknown (no spec.yaml)"
     lines = [f"sweep {st.name}" + (f" ({st.algorithm})" if st.algorithm else "") + f": {planned}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import graphlib
 import json
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ltsearch.errors import UserError, format_validation_error
+from ltsearch.secrets import mask
 from ltsearch.validation import check_experiment, load_plugins
 
 # Parameters measured in epochs carry a unit (``--smoke`` rescales them by it):
@@ -124,6 +126,16 @@ class ExperimentSpec(Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fast: FastSpec = FastSpec()
+    # torch's CPU threads in the trial's process: the order of a parallel sum changes the numbers on
+    # CPU, so the count is part of the trial's identity; auto: resources.cpus_per_worker (at least 1)
+    threads: int | Literal["auto"] = "auto"
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("give at least 1 thread, or auto")
+        return v
 
 
 _DIST_KEYS = ("grid", "choice", "uniform", "loguniform", "int")
@@ -166,6 +178,24 @@ class Dist(Strict):
     def candidates(self) -> list[Any]:
         """Values that must all validate: every grid/choice value, or the bounds."""
         return list(self.values_for(self.kind))
+
+
+def space_order(space: dict[str, "Dist"]) -> list[str]:
+    """The keys of ``space`` with every key after the searched keys its ``when`` names (the YAML's
+    order otherwise kept), so conditions do not depend on the order the keys are written in; a
+    key conditional on itself, or a cycle of conditions, is a ``ValueError`` naming the keys."""
+    for key, d in space.items():
+        if key in (d.when or {}):
+            raise ValueError(f"{key}.when: a parameter cannot be conditional on itself")
+    sorter: graphlib.TopologicalSorter = graphlib.TopologicalSorter()
+    for key, d in space.items():  # insertion order: keys that depend on nothing keep the YAML's order
+        sorter.add(key, *[w for w in (d.when or {}) if w in space])
+    try:
+        return list(sorter.static_order())
+    except graphlib.CycleError as err:
+        cycle = " -> ".join(err.args[1])
+        raise ValueError(f"the when: conditions form a cycle ({cycle}: each key's when names the key "
+                         "before it); a conditional parameter cannot depend on itself through others") from None
 
 
 class SearchSpec(Strict):
@@ -220,6 +250,12 @@ class SearchSpec(Strict):
                 f"{v!r} is a test-set metric; search and selection run on the validation split "
                 "(use val_acc, val_many, val_medium, val_few or train_loss)"
             )
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _conditions_in_order(cls, v: dict[str, Dist]) -> dict[str, Dist]:
+        space_order(v)
         return v
 
     @field_validator("seeds")
@@ -378,4 +414,5 @@ def canonical_json(obj: Any) -> str:
 
 
 def dump_spec(spec: Spec) -> str:
-    return yaml.safe_dump(copy.deepcopy(spec.model_dump(by_alias=True, exclude_none=True)), sort_keys=False)
+    """The spec as YAML (``RUN_DIR/spec.yaml``), every password in a URL masked (``ltsearch.secrets``)."""
+    return mask(yaml.safe_dump(copy.deepcopy(spec.model_dump(by_alias=True, exclude_none=True)), sort_keys=False))

@@ -1,41 +1,49 @@
-"""One trial, with or without Ray: resolve → train → write its Parquet rows (idempotently).
+"""One trial, with or without Ray: a resolved trial → train → write its Parquet rows (idempotently).
 
-The trial id is a hash of the fully resolved experiment (seed included), so a configuration that
-has finished is recognised in the store and never run or written twice.
+The trial arrives resolved (``ltsearch.resolved.resolve_trial``: every default, its plan, its trial
+id and config key, made once); nothing here resolves it again. Its trial id is a hash of the fully
+resolved experiment (seed included), so a configuration that has finished is recognised in the
+store and never run or written twice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
 from ltsearch.data import LTData, build_dataset
-from ltsearch.defaults import resolve_defaults
 from ltsearch.errors import UserError
+from ltsearch.resolved import ResolvedTrial, as_trial, resolve_trial
 from ltsearch.results.schema import param_column, param_value
 from ltsearch.results.store import ResultStore
-from ltsearch.methods import method_plan
-from ltsearch.spec import DataSpec, ExperimentSpec, canonical_json
-from ltsearch.train.callbacks import Checkpoint
-from ltsearch.train.loop import DistInfo, EpochRecord, NonFiniteLoss, Reporter, TrialOutput, run_trial
+from ltsearch.spec import DataSpec, ExperimentSpec, Spec, canonical_json
+from ltsearch.train.callbacks import Callback, Checkpoint
+from ltsearch.train.loop import DistInfo, EpochRecord, Loop, NonFiniteLoss, Reporter, TrialOutput, start_trial
 from ltsearch.train.state import STATE_VERSION
+
+
+def trial_for(spec: Spec, params: dict[str, Any] | None = None, seed: int | None = None) -> ResolvedTrial:
+    """The resolved trial of a spec's experiment with a Tune trial's searched ``params`` (a ``seed``
+    entry or ``seed``; default: the first of ``search.seeds``) and the spec's resources."""
+    values = dict(params or {})
+    if seed is None and "seed" not in values:
+        seed = spec.search.seeds[0]
+    return resolve_trial(spec.experiment, values, seed, cpus=spec.resources.cpus_per_worker,
+                         workers=spec.resources.workers)
 
 
 def trial_id_for(exp: ExperimentSpec) -> str:
     """Hash of the resolved experiment (``model.arch: auto`` as the model it picks; see ``ltsearch.defaults``)."""
-    return hashlib.sha256(canonical_json(resolve_defaults(exp).model_dump(by_alias=True)).encode()).hexdigest()[:12]
+    return as_trial(exp).trial_id
 
 
 def config_key_for(exp: ExperimentSpec) -> str:
-    """Hash of the configuration without its seed: rows of one configuration over seeds share it."""
-    tree = resolve_defaults(exp).model_dump(by_alias=True)
-    tree.pop("seed", None)
-    return hashlib.sha256(canonical_json(tree).encode()).hexdigest()[:12]
+    """Hash of the configuration without its seeds: rows of one configuration over seeds share it."""
+    return as_trial(exp).config_key
 
 
 @dataclass
@@ -43,8 +51,6 @@ class TrialContext:
     sweep: str
     run_dir: str
     param_types: dict[str, pa.DataType] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)  # searched dotted path -> value
-    workers: int = 1
 
 
 _DATA_CACHE: dict[str, LTData] = {}
@@ -62,13 +68,13 @@ def cached_dataset(spec: DataSpec) -> LTData:
 
 def split_config(config: dict[str, Any]) -> dict[str, Any]:
     """A Tune trial's searched values: grid/random trials carry their cell under ``params``;
-    Optuna trials are flat. (Here, not in ``ltsearch.tune``, so ``train/ddp.py`` needs no Tune module.)"""
+    Optuna trials are flat. (Here, not in ``ltsearch.tune``, so a Tune-free caller can read them.)"""
     return dict(config["params"]) if "params" in config else dict(config)
 
 
-def planned_epochs(exp: ExperimentSpec) -> int:
+def planned_epochs(exp: ExperimentSpec | ResolvedTrial) -> int:
     """Epochs over all stages, as the method's plan declares them."""
-    return method_plan(exp).epochs
+    return as_trial(exp).plan.epochs
 
 
 def epoch_row(rec: EpochRecord) -> dict[str, Any]:
@@ -77,29 +83,28 @@ def epoch_row(rec: EpochRecord) -> dict[str, Any]:
             "seconds": d["seconds"], **d["val"], **d["test"], "schedules": d["schedules"]}
 
 
-def base_row(exp: ExperimentSpec, ctx: TrialContext) -> dict[str, Any]:
+def base_row(trial: ResolvedTrial, ctx: TrialContext) -> dict[str, Any]:
     from ltsearch.results.provenance import provenance
 
-    plan = method_plan(exp)
-    exp = resolve_defaults(exp)  # the arch column and config_json name the resolved model
+    exp = trial.exp  # the arch column and config_json name the resolved model
     return {
-        "sweep": ctx.sweep, "method": exp.method.name, "loss": plan.loss,
+        "sweep": ctx.sweep, "method": exp.method.name, "loss": trial.plan.loss,
         "dataset": exp.data.dataset, "arch": exp.model.arch, "imbalance": exp.data.imbalance, "seed": exp.seed,
-        "epochs": plan.epochs, "config_key": config_key_for(exp),
+        "epochs": trial.plan.epochs, "config_key": trial.config_key,
         "config_json": json.dumps(exp.model_dump(by_alias=True), sort_keys=True, default=str),
-        "workers": ctx.workers, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
-        **{param_column(k): param_value(v) for k, v in ctx.params.items() if k != "seed"},
+        "workers": trial.workers, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
+        **{param_column(k): param_value(v) for k, v in trial.params.items()},
     }
 
 
-def write_outcome(ctx: TrialContext, exp: ExperimentSpec, status: str, error: str = "",
+def write_outcome(ctx: TrialContext, trial: ResolvedTrial, status: str, error: str = "",
                   out: TrialOutput | None = None, records: list[EpochRecord] | None = None,
                   last: dict[str, Any] | None = None) -> str:
     """Write the trial's rows: ``ok`` with its output, or ``failed``/``stopped`` with what it
     reached — its epoch ``records``, or (driver side) Tune's ``last`` result, in which case the
     epochs file the trial wrote itself is left as it is."""
-    tid = trial_id_for(exp)
-    row = base_row(exp, ctx)
+    tid = trial.trial_id
+    row = base_row(trial, ctx)
     recs = out.epochs if out is not None else records
     if out is not None:
         row.update(out.summary)
@@ -113,9 +118,30 @@ def write_outcome(ctx: TrialContext, exp: ExperimentSpec, status: str, error: st
         store.write_model(tid, out.state)
     store.write_trial(
         tid, row, ctx.param_types, epochs=None if recs is None else [epoch_row(r) for r in recs],
-        per_class=out.per_class if out is not None else None, schedules=method_plan(exp).schedules,
+        per_class=out.per_class if out is not None else None, schedules=trial.plan.schedules,
     )
     return tid
+
+
+class WriteEpochs(Callback):
+    """``epochs/<trial_id>.parquet`` rewritten from ``TrainState.records`` after every epoch and
+    after a stage restored from the stage cache, so a trial that stops anywhere leaves every epoch
+    it reached on disk."""
+
+    priority = 35
+
+    def __init__(self, store: ResultStore, trial: ResolvedTrial):
+        self.store, self.trial = store, trial
+
+    def _write(self, loop: Any) -> None:
+        self.store.write_epochs(self.trial.trial_id, [epoch_row(r) for r in loop.state.records],
+                                self.trial.plan.schedules)
+
+    def on_epoch_end(self, loop: Any, record: EpochRecord) -> None:
+        self._write(loop)
+
+    def on_stage_restored(self, loop: Any, stage: Any, records: list[EpochRecord]) -> None:
+        self._write(loop)
 
 
 def final_metrics(out: TrialOutput) -> dict[str, Any]:
@@ -131,7 +157,7 @@ def first_line(err: BaseException) -> str:
 
 
 def execute(
-    exp: ExperimentSpec,
+    trial: ResolvedTrial | ExperimentSpec,
     ctx: TrialContext,
     reporter: Reporter | None = None,
     resume: dict[str, Any] | None = None,
@@ -146,43 +172,46 @@ def execute(
     atomically. A trial that starts and finds its checkpoint (after a crash, ``kill -9`` of the
     driver, a preempted node or a Tune retry) continues from it; the file is removed once the trial
     is recorded ok. A NaN/inf loss is recorded as ``failed`` and returns None; any other error is
-    recorded as ``failed`` and re-raised (so Tune may retry it).
+    recorded as ``failed`` and re-raised (so Tune may retry it). The rows of a failed trial hold
+    every epoch it reached (the loop's records, those restored from a checkpoint or the stage
+    cache included).
     """
+    trial = as_trial(trial)
     store = ResultStore(ctx.run_dir)
-    tid = trial_id_for(exp)
-    schedules = method_plan(exp).schedules
+    tid = trial.trial_id
     if resume is None and checkpoint_every:
         resume = store.read_checkpoint(tid)
         if resume is not None and resume.get("version") != STATE_VERSION:
             resume = None  # written by an older ltsearch: start over rather than misread it
-    records: list[EpochRecord] = [EpochRecord(**r) for r in (resume or {}).get("records", [])]
-    resumed_from = len(records)
+    resumed_from = len((resume or {}).get("records", []))
+    callbacks: list[Callback] = []
+    if write:
+        callbacks.append(WriteEpochs(store, trial))
+        if checkpoint_every:
+            callbacks.append(Checkpoint(checkpoint_every, trial.plan.epochs, lambda s: store.write_checkpoint(tid, s)))
+    loop: Loop | None = None
 
-    def collect(rec: EpochRecord, state: Callable[[], dict[str, Any]]) -> None:
-        records.append(rec)
-        if write:
-            store.write_epochs(tid, [epoch_row(r) for r in records], schedules)
-        if reporter is not None:
-            reporter(rec, state)
+    def reached() -> list[EpochRecord]:
+        if loop is not None:
+            return list(loop.state.records)
+        return [EpochRecord(**r) for r in (resume or {}).get("records", [])]
 
-    callbacks = []
-    if write and checkpoint_every:
-        callbacks.append(Checkpoint(checkpoint_every, planned_epochs(exp), lambda s: store.write_checkpoint(tid, s)))
     try:
-        out = run_trial(exp, data=cached_dataset(exp.data), reporter=collect, resume=resume, dist=dist,
-                        callbacks=callbacks)
+        loop = start_trial(trial, data=cached_dataset(trial.exp.data), reporter=reporter, resume=resume, dist=dist,
+                           callbacks=callbacks)
+        out = loop.run()
     except NonFiniteLoss as err:
         if write:
-            write_outcome(ctx, exp, "failed", first_line(err), records=records)
+            write_outcome(ctx, trial, "failed", first_line(err), records=reached())
         return None
     except UserError:
         raise
     except Exception as err:
         if write:
-            write_outcome(ctx, exp, "failed", first_line(err), records=records)
+            write_outcome(ctx, trial, "failed", first_line(err), records=reached())
         raise
     out.summary["resumed_from"] = resumed_from
     if write:
-        write_outcome(ctx, exp, "ok", out=out)
+        write_outcome(ctx, trial, "ok", out=out)
         store.remove_checkpoint(tid)
     return out

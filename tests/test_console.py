@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from ltsearch.cli import app, print_best, searched_overrides
 from ltsearch.results import ResultStore
-from ltsearch.results.status import sweep_status
+from ltsearch.report.status import sweep_status
 from ltsearch.show import epoch_progress, status_lines
 from ltsearch.spec import validate_spec_dict
 from ltsearch.train.loop import EpochRecord
@@ -172,7 +172,7 @@ def test_live_table_in_a_log_prints_whole_parameters():
 
 def test_eta_before_any_trial_counts_every_stage():
     """Before a trial has finished, a trial's length is its method's plan: cRT's 4 + 3 epochs, not optim's 4."""
-    from ltsearch.results.status import _planned_epochs
+    from ltsearch.report.status import _planned_epochs
 
     spec = {"name": "two", "experiment": {"method": {"name": "crt", "stage2_epochs": 3}, "optim": {"epochs": 4}}}
     assert _planned_epochs(spec) == 7.0

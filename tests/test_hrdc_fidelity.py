@@ -17,7 +17,7 @@ from ltsearch.losses.seql import seql_threshold
 from ltsearch.methods import MethodContext, make_method
 from ltsearch.models import build_model
 from ltsearch.spec import OptimSpec, load_spec
-from ltsearch.tune.space import plan_cells
+from ltsearch.space import plan_cells
 
 CIFAR10_IF50 = longtail_counts(10, 5000, 50)  # 5000, 3237, 2096, 1357, 878, 568, 368, 238, 154, 100
 REPO = Path(__file__).resolve().parents[1]

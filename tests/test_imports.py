@@ -1,6 +1,7 @@
 """The layers stay layers: ltsearch's import graph (every import statement, module level or inside a
-function, read with ``ast``) has no cycle; Ray is imported only in ``tune/``, ``train/ddp.py``,
-``cluster`` and ``bench``; no method or loss imports Ray; the loop imports no Ray, Optuna or plotly.
+function, read with ``ast``) has no cycle; no module imports one of a higher layer (the layers of
+docs/architecture.md, ``LAYERS`` below); Ray is imported only in ``tune/``, ``cluster`` and
+``bench``; no method or loss imports Ray; the loop imports no Ray, Optuna or plotly.
 
 Registries import their plugin packages by name (``Registry(locations=...)``), which is not an
 import statement and so no edge here: that is what lets the spec check names without a circle.
@@ -12,7 +13,22 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "ltsearch"
-RAY_HOMES = ("ltsearch.tune", "ltsearch.train.ddp", "ltsearch.cluster", "ltsearch.bench")
+RAY_HOMES = ("ltsearch.tune", "ltsearch.cluster", "ltsearch.bench")
+
+# docs/architecture.md's layers, lowest first; a module belongs to the layer of its longest prefix.
+# A module may import its own layer and those below it, never one above.
+LAYERS = {
+    0: ("ltsearch", "ltsearch.errors", "ltsearch.registry", "ltsearch.params", "ltsearch.secrets"),
+    # the schema, and what its names mean: the dataset -> model table of model.arch: auto
+    1: ("ltsearch.spec", "ltsearch.validation", "ltsearch.space", "ltsearch.models.auto"),
+    2: ("ltsearch.data", "ltsearch.models", "ltsearch.losses", "ltsearch.schedules", "ltsearch.methods",
+        "ltsearch.defaults", "ltsearch.resolved"),
+    3: ("ltsearch.train", "ltsearch.data.batches"),
+    4: ("ltsearch.trial", "ltsearch.results"),
+    5: ("ltsearch.tune", "ltsearch.cluster", "ltsearch.bench"),
+    6: ("ltsearch.report",),
+    7: ("ltsearch.cli", "ltsearch.__main__", "ltsearch.reproduce", "ltsearch.show", "ltsearch.smoke"),
+}
 
 
 def module_name(path: Path) -> str:
@@ -84,6 +100,28 @@ def test_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     # the circle issue 17 removed: spec imported build, which imported every plugin, which import spec
     assert find_cycle({"spec": {"build"}, "build": {"methods"}, "methods": {"spec"}}) is not None
+
+
+def layer_of(module: str) -> int:
+    best, rank = "", None
+    for r, prefixes in LAYERS.items():
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > len(best):
+                best, rank = p, r
+    assert rank is not None, f"{module} is in no layer: add it to LAYERS (and docs/architecture.md)"
+    return rank
+
+
+def test_layer_table_by_hand():
+    assert layer_of("ltsearch.train.loop") == 3 and layer_of("ltsearch.data.batches") == 3
+    assert layer_of("ltsearch.data.longtail") == 2 and layer_of("ltsearch.models.auto") == 1
+    assert layer_of("ltsearch") == 0 and layer_of("ltsearch.report.status") == 6
+
+
+def test_no_import_climbs_up_a_layer():
+    climbs = sorted(f"{m} (layer {layer_of(m)}) imports {d} (layer {layer_of(d)})"
+                    for m, deps in GRAPH.items() for d in deps if layer_of(d) > layer_of(m))
+    assert climbs == [], "imports that climb up a layer:\n" + "\n".join(climbs)
 
 
 def test_no_import_cycle():

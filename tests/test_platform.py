@@ -13,7 +13,7 @@ import yaml
 from ltsearch.spec import Spec, resolve_experiment, validate_spec_dict
 from ltsearch.trial import TrialContext, execute, trial_id_for
 from ltsearch.tune.search import grace_period, make_search_alg, run_sweep
-from ltsearch.tune.space import plan_cells
+from ltsearch.space import plan_cells
 
 EXPERIMENT = {
     "data": {"dataset": "digits", "imbalance": 20, "splits": {"many": 50, "few": 15}},

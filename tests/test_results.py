@@ -5,6 +5,7 @@ import pyarrow.parquet as pq
 
 from conftest import tiny_experiment
 from ltsearch.results import load
+from ltsearch.resolved import resolve_trial
 from ltsearch.results.schema import SCHEMA_VERSION
 from ltsearch.spec import ExperimentSpec
 from ltsearch.trial import TrialContext, execute, trial_id_for
@@ -15,9 +16,10 @@ DESIGN_TRIAL_COLUMNS = {"trial_id", "sweep", "status", "error", "method", "datas
 
 def test_trial_writes_three_datasets_idempotently(tmp_path):
     exp = ExperimentSpec.model_validate(tiny_experiment())
-    ctx = TrialContext("s", str(tmp_path), {"method.loss": __import__("pyarrow").string()}, {"method.loss": "ce"})
-    execute(exp, ctx)
-    execute(exp, ctx)  # a re-run replaces, never duplicates
+    ctx = TrialContext("s", str(tmp_path), {"method.loss": __import__("pyarrow").string()})
+    trial = resolve_trial(exp, {"method.loss": "ce"})
+    execute(trial, ctx)
+    execute(trial, ctx)  # a re-run replaces, never duplicates
     trials, epochs, per_class = load(tmp_path)
     assert len(trials) == 1 and len(epochs) == 2 and len(per_class) == 10
     assert DESIGN_TRIAL_COLUMNS | {"method.loss", "subset_hash", "checkpoint_rule", "config_json"} <= set(trials.columns)

@@ -19,7 +19,7 @@ from ltsearch.cli import app
 from ltsearch.smoke import SMOKE_EPOCHS, smoke_spec
 from ltsearch.spec import load_spec, resolve_experiment
 from ltsearch.trial import trial_id_for
-from ltsearch.tune.space import plan_cells
+from ltsearch.space import plan_cells
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 PAPERS = r"BBN|SDNHL|HRDC|GLAG|BWLM|Kang|LDAM"

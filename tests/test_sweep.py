@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from ltsearch.cli import app
 from ltsearch.spec import load_spec
-from ltsearch.tune.search import plan, run_dir_for
+from ltsearch.tune.search import plan_sweep, run_dir_for
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -42,8 +42,8 @@ def test_two_trial_sweep_end_to_end_and_rerun_skips(tmp_path):
     assert (run_dir / "report.html").is_file()
     # re-running the same spec finds nothing missing and writes no duplicate
     spec = load_spec(p)
-    cells, skipped = plan(spec, run_dir_for(spec, str(tmp_path / "runs")))
-    assert cells == [] and skipped == 2
+    planned = plan_sweep(spec, run_dir_for(spec, str(tmp_path / "runs")))
+    assert planned.cells == [] and planned.skipped == 2
     r = runner.invoke(app, ["run", str(p), "--storage", str(tmp_path / "runs"), "--no-report"])
     assert r.exit_code == 0 and "already finished" in r.output
     assert len(pd.read_parquet(run_dir / "trials")) == 2

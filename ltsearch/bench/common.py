@@ -86,8 +86,9 @@ def interleaved(a: Callable[[], Any], b: Callable[[], Any], repeats: int,
 def bench_experiment(arch: str, epochs: int, batch_size: int, images_per_class: int, size: int = 32,
                      channels: int = 3, seed: int = 0, device: str = "cpu", method: dict | None = None,
                      fast: dict | None = None, imbalance: float = 10, val_per_class: int = 5,
-                     test_per_class: int = 5) -> Any:
-    """An experiment (default ``single``/``ce``) on synthetic data, 10 classes, of the given size."""
+                     test_per_class: int = 5, threads: int = 1) -> Any:
+    """An experiment (default ``single``/``ce``) on synthetic data, 10 classes, of the given size,
+    trained with ``threads`` CPU threads (the loop sets them)."""
     from ltsearch.spec import ExperimentSpec
 
     return ExperimentSpec.model_validate({
@@ -96,7 +97,7 @@ def bench_experiment(arch: str, epochs: int, batch_size: int, images_per_class: 
                  "options": {"size": size, "channels": channels, "test_per_class": test_per_class}},
         "model": {"arch": arch}, "method": method or {"name": "single", "loss": "ce"},
         "optim": {"lr": 0.05, "batch_size": batch_size, "epochs": epochs, "warmup": 0, "milestones": []},
-        "seed": seed, "device": device, **({"fast": fast} if fast else {}),
+        "seed": seed, "device": device, "threads": threads, **({"fast": fast} if fast else {}),
     })
 
 

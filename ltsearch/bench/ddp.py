@@ -109,7 +109,7 @@ def measure_ddp(opts: BenchOptions) -> dict[str, Any]:
     import ray
 
     from ltsearch.bench.sweep import sweep_spec
-    from ltsearch.train.ddp import train_env
+    from ltsearch.tune.ddp import train_env
     from ltsearch.tune.search import init_ray, run_sweep
 
     out: dict[str, Any] = {}

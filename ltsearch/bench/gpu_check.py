@@ -102,9 +102,9 @@ def fashion_check(o: GpuCheckOptions) -> dict[str, Any]:
                  "val_per_class": 20 if o.fashion_max_per_class else None, "root": o.data_root}
     data = None
 
-    def run(device: str, seed: int) -> dict[str, Any]:
+    def run(device: str, seed: int, threads: int = 1) -> dict[str, Any]:
         nonlocal data
-        exp = ExperimentSpec.model_validate({
+        exp = ExperimentSpec.model_validate({"threads": threads,
             "data": data_spec,
             "model": {"arch": "small_cnn"}, "method": {"name": "single", "loss": "ce"},
             "optim": {"lr": 0.05, "batch_size": 128, "epochs": o.fashion_epochs, "warmup": 0, "milestones": []},
@@ -114,13 +114,9 @@ def fashion_check(o: GpuCheckOptions) -> dict[str, Any]:
         s = run_trial(exp, data=data, stage_cache=False).summary
         return {"test_acc": s["test_acc"], "seconds": time.perf_counter() - t}
 
-    threads = torch.get_num_threads()
     dev = run(o.device, 0)
-    torch.set_num_threads(min(o.fashion_cpu_threads, os.cpu_count() or 1))
-    try:
-        cpu0, cpu1 = run("cpu", 0), run("cpu", 1)
-    finally:
-        torch.set_num_threads(threads)
+    cpu_threads = min(o.fashion_cpu_threads, os.cpu_count() or 1)
+    cpu0, cpu1 = run("cpu", 0, cpu_threads), run("cpu", 1, cpu_threads)
     n_test = len(data.test)
     p = cpu0["test_acc"] / 100
     se = 100 * math.sqrt(max(2 * p * (1 - p) / max(n_test, 1), 0.0))

@@ -69,7 +69,7 @@ def measure_loop_tax(opts: BenchOptions) -> dict[str, Any]:
     from ltsearch.train.loop import run_trial
 
     torch.set_num_threads(opts.threads)
-    exp = bench_experiment(opts.arch, opts.epochs, opts.batch_size, opts.images_per_class)
+    exp = bench_experiment(opts.arch, opts.epochs, opts.batch_size, opts.images_per_class, threads=opts.threads)
     data = bench_data(exp)
     run = lambda: run_trial(exp, data=data, stage_cache=False)  # noqa: E731
     bare = lambda: bare_train(exp, data)  # noqa: E731

@@ -32,14 +32,14 @@ def sweep_spec(trials: int, epochs: int, images_per_class: int, cpus: float, nam
 
 def bare_trial(exp_json: str, cpus: float) -> tuple[float, float]:
     """One trial as ``run_trial`` alone: (its seconds, the seconds its epochs trained)."""
+    from ltsearch.resolved import resolve_trial
     from ltsearch.spec import ExperimentSpec
-    from ltsearch.train.loop import run_trial, threads_for
+    from ltsearch.train.loop import run_trial
     from ltsearch.trial import cached_dataset
 
-    torch.set_num_threads(threads_for(cpus))
-    exp = ExperimentSpec.model_validate_json(exp_json)
+    trial = resolve_trial(ExperimentSpec.model_validate_json(exp_json), cpus=cpus)  # the sweep's thread count
     t = time.perf_counter()
-    out = run_trial(exp, data=cached_dataset(exp.data), stage_cache=False)
+    out = run_trial(trial, data=cached_dataset(trial.exp.data), stage_cache=False)
     return time.perf_counter() - t, sum(r.seconds for r in out.epochs)
 
 
@@ -172,7 +172,7 @@ def measure_trial_io(opts: BenchOptions) -> dict[str, Any]:
                 store.write_epochs("bench", rows)
                 torch.save(state(), os.path.join(d, "state.pt"))
 
-            execute(exp, TrialContext("bench", d, {}, {}), reporter=report)
+            execute(exp, TrialContext("bench", d), reporter=report)
 
     bare = lambda: run_trial(exp, data=data, stage_cache=False)  # noqa: E731
     with_io()

@@ -5,9 +5,14 @@ state (Lightning's callbacks, mmengine's hooks).
 ``on_stage_start``     a stage starts training afresh (not when a trial resumes inside it, nor for a
                        stage restored from the stage cache or skipped with 0 epochs: best-val then
                        keeps the previous stage's best)
+``on_stage_restored``  a stage's result came from the stage cache: its replayed epoch records (already
+                       in ``TrainState.records``, the records' one owner), for callbacks that pass
+                       records on (reporting, the epochs file)
 ``on_epoch_end``       after an epoch's training and validation; may add to the record (test metrics)
 ``on_train_end``       after the last stage, before the final evaluation
-``state_dict``         what the callback must carry across a resume, under its ``state_key``
+``state_dict``         what the callback must carry across a resume, under its ``state_key`` (by
+                       default the class name, as Lightning does; two callbacks of one trial must not
+                       share one)
 =====================  ===========================================================================
 
 Callbacks run in ``priority`` order (lower first): periodic test (10) amends the record, best-val
@@ -37,9 +42,17 @@ class LoopView(Protocol):
 
 class Callback:
     priority: int = 50
-    state_key: str = ""
+
+    @property
+    def state_key(self) -> str:
+        """Where the checkpoint keeps this callback's ``state_dict``: the class name unless a
+        subclass names its own."""
+        return type(self).__name__
 
     def on_stage_start(self, loop: LoopView, stage: Any) -> None:
+        pass
+
+    def on_stage_restored(self, loop: LoopView, stage: Any, records: list[EpochRecord]) -> None:
         pass
 
     def on_epoch_end(self, loop: LoopView, record: EpochRecord) -> None:
@@ -74,7 +87,7 @@ class BestVal(Callback):
     accuracy within the stage being trained, and test those at the end."""
 
     priority = 20
-    state_key = "best_val"
+    state_key = "best_val"  # type: ignore[assignment]  # the name checkpoints have always used
 
     def __init__(self) -> None:
         self.best: dict[str, Any] = {}
@@ -129,3 +142,7 @@ class Report(Callback):
 
     def on_epoch_end(self, loop: LoopView, record: EpochRecord) -> None:
         self.reporter(record, loop.snapshot)
+
+    def on_stage_restored(self, loop: LoopView, stage: Any, records: list[EpochRecord]) -> None:
+        for record in records:
+            self.reporter(record, loop.snapshot)

@@ -1,10 +1,15 @@
 """The one training loop. Methods plug in through ``ltsearch.methods.base``; behaviour around the
 loop (periodic test, best-val weights, checkpoints, reporting) through ``ltsearch.train.callbacks``;
-Ray plugs in only from outside (``ltsearch.tune.trainable``, ``ltsearch.train.ddp``: a reporter
+Ray plugs in only from outside (``ltsearch.tune.trainable``, ``ltsearch.tune.ddp``: a reporter
 and ``dist``). Nothing here imports Ray, Optuna or plotly.
 
-    output = run_trial(experiment_spec)                   # no Ray, e.g. ``ltsearch train``
-    output = run_trial(spec, reporter=report_to_tune)     # inside a Tune trial
+    output = run_trial(resolved_trial)                    # no Ray, e.g. ``ltsearch train``
+    output = run_trial(trial, reporter=report_to_tune)    # inside a Tune trial
+
+``run_trial`` takes the trial as ``ltsearch.trial.resolve_trial`` made it (its experiment with every
+default resolved, its plan and ids), or an ``ExperimentSpec``, which it resolves once. The loop
+sets torch's CPU thread count to the trial's ``threads`` (part of its identity: the count changes
+the numbers on CPU) and puts the caller's back when it ends.
 
 All the loop's state is one :class:`~ltsearch.train.state.TrainState`. A resumed trial restores it
 — the method's weights and every callback's state included — before any method hook runs, then
@@ -32,14 +37,15 @@ from ltsearch.defaults import resolve_defaults
 from ltsearch.errors import UserError
 from ltsearch.methods import Method, Stage, TrainStats, build_method, check_schedules, check_step_output
 from ltsearch.spec import ExperimentSpec, OptimSpec
+from ltsearch.resolved import ResolvedTrial, as_trial
 from ltsearch.train import stage_cache as stage_cache_mod
 from ltsearch.train.callbacks import BestVal, Callback, PeriodicTest, Report
 from ltsearch.train.evaluate import EvalReport, evaluate
 from ltsearch.train.fast import Fast, apply_fast, resolve_fast
 from ltsearch.train.state import EpochRecord, TrainState, rng_state, set_rng_state
 
-__all__ = ["DistInfo", "EpochRecord", "NonFiniteLoss", "TrialOutput", "lr_at", "make_optimizer",
-           "run_trial", "threads_for", "train_epoch"]
+__all__ = ["DistInfo", "EpochRecord", "Loop", "NonFiniteLoss", "TrialOutput", "lr_at", "make_optimizer",
+           "run_trial", "start_trial", "train_epoch"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -137,23 +143,34 @@ def train_epoch(step_fn: Callable[..., Any], opt: torch.optim.Optimizer, batch_i
 
 
 class Loop:
-    """One trial's live objects: data on the device, the method, the evaluator, the state."""
+    """One trial's live objects: data on the device, the method, the evaluator, the state (its
+    ``TrainState`` is the one owner of the epoch records, restored ones included)."""
 
-    def __init__(self, exp: ExperimentSpec, data: LTData, dist: DistInfo, callbacks: list[Callback]):
-        self.exp, self.data, self.dist = exp, data, dist
-        self.device = select_device(exp.device)
+    def __init__(self, trial: ResolvedTrial, data: LTData, dist: DistInfo, callbacks: list[Callback],
+                 stage_cache: str | os.PathLike | bool | None = None):
+        self.trial, self.exp, self.data, self.dist = trial, trial.exp, data, dist
+        self.plan = trial.plan
+        self.stage_cache = stage_cache
+        self.device = select_device(self.exp.device)
         self.counts = data.class_counts
-        self.splits = (exp.data.splits.many, exp.data.splits.few)
-        self.method: Method = build_method(exp, self.counts, data.image_shape[0], dist.rank,
+        self.splits = (self.exp.data.splits.many, self.exp.data.splits.few)
+        self.method: Method = build_method(self.exp, self.counts, data.image_shape[0], dist.rank,
                                            dist.world_size).to(self.device)
-        self.plan = type(self.method).plan(self.method.params, exp.optim)
-        self.fast = resolve_fast(exp.fast, self.device, self.method)
+        self.fast = resolve_fast(self.exp.fast, self.device, self.method)
         apply_fast(self.method, self.fast)
-        self.batches = Batches(data, self.device, exp.seed, dist.rank, dist.world_size, self.fast.memory_format)
+        self.batches = Batches(data, self.device, self.exp.seed, dist.rank, dist.world_size, self.fast.memory_format)
         self.step_fn = dist.wrap(self.method) if dist.wrap else self.method
         self.callbacks = sorted(callbacks, key=lambda c: c.priority)
+        keys = [c.state_key for c in self.stateful()]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"two stateful loop callbacks share a state_key ({sorted(keys)}): give each its own")
         self.state = TrainState()
         self.opt: torch.optim.Optimizer | None = None
+        self.started = time.perf_counter()
+
+    def stateful(self) -> list[Callback]:
+        """The callbacks with state to checkpoint (those that define ``state_dict``)."""
+        return [c for c in self.callbacks if type(c).state_dict is not Callback.state_dict]
 
     def evaluate(self, split: str) -> EvalReport:
         part = self.data.val if split == "val" else self.data.test
@@ -168,14 +185,14 @@ class Loop:
         s.method = self.method.state_dict()
         s.optimizer = self.opt.state_dict() if self.opt is not None else None
         s.rng = rng_state()
-        s.callbacks = {c.state_key: c.state_dict() for c in self.callbacks if c.state_key}
+        s.callbacks = {c.state_key: c.state_dict() for c in self.stateful()}
         return s.state_dict()
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Everything a checkpoint holds, before any method hook runs."""
         self.state = TrainState.from_state_dict(checkpoint)
         self.method.load_state_dict(self.state.method)
-        for c in self.callbacks:
+        for c in self.stateful():
             if c.state_key in self.state.callbacks:
                 c.load_state_dict(self.state.callbacks[c.state_key])
 
@@ -195,10 +212,12 @@ class Loop:
             self.method.load_state_dict(self.state.method)
         else:
             claim = stage_cache_mod.open_stage(self.method.stage_reuse(stage), self.exp, self.data, stage, cache,
-                                               self.dist.world_size)
+                                               self.dist.world_size, self.device.type)
             if claim is not None and claim.payload is not None:  # the stage's stored result
-                self.state.records += [EpochRecord(**r) for r in claim.restore(start)]
+                restored = [EpochRecord(**r) for r in claim.restore(start)]
+                self.state.records += restored
                 self.state.epoch, self.state.stage = start + stage.epochs, index + 1
+                self.notify("on_stage_restored", stage, restored)
                 return
             self.notify("on_stage_start", stage)
         self.opt = make_optimizer(self.method.trainable_parameters(stage), stage.optim) if stage.epochs else None
@@ -232,6 +251,18 @@ class Loop:
         schedules = check_schedules(self.method.schedule_values(progress), self.plan, self.exp.method.name)
         val = self.evaluate("val").as_dict("val")
         return EpochRecord(stage.name, global_epoch, loss, lr, time.perf_counter() - t0, val, {}, schedules)
+
+    def run(self) -> TrialOutput:
+        """Train every stage not done yet (all of them, unless restored), then test; with torch's
+        CPU threads at the trial's ``threads`` meanwhile."""
+        previous = set_threads(self.exp.threads)
+        try:
+            for index, stage in enumerate(self.plan.stages):
+                if index >= self.state.stage:
+                    self.run_stage(index, stage, self.stage_cache)
+            return self.finish(time.perf_counter() - self.started)
+        finally:
+            torch.set_num_threads(previous)
 
     def finish(self, seconds: float) -> TrialOutput:
         """Test the final model (the best-val one under that rule) and assemble the trial's output."""
@@ -268,8 +299,43 @@ def default_callbacks(exp: ExperimentSpec, reporter: Reporter | None = None) -> 
     return cbs
 
 
+def set_threads(n: int) -> int:
+    """Torch's intra-op CPU threads to ``n`` (the inter-op pool too where this process has not used it
+    yet: settable once per process); returns the previous intra-op count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    if torch.get_num_interop_threads() > n:
+        try:
+            torch.set_num_interop_threads(n)
+        except RuntimeError:  # already used in this process (a reused actor): it keeps its pool
+            pass
+    return previous
+
+
+def start_trial(
+    trial: ResolvedTrial | ExperimentSpec,
+    data: LTData | None = None,
+    reporter: Reporter | None = None,
+    resume: dict[str, Any] | None = None,
+    dist: DistInfo | None = None,
+    stage_cache: str | os.PathLike | bool | None = None,
+    callbacks: Iterable[Callback] = (),
+) -> Loop:
+    """The trial's :class:`Loop`, built and (with ``resume``) restored, ready to ``run()``."""
+    trial = as_trial(trial)
+    seed_everything(trial.exp.seed)
+    data = data if data is not None else build_dataset(trial.exp.data)
+    if trial.exp.data.splits.many is None or trial.exp.data.splits.few is None:
+        # a plugin dataset's default thresholds follow from its class counts, known only now
+        trial = trial.with_exp(resolve_defaults(trial.exp, data.protocol_counts or data.class_counts))
+    loop = Loop(trial, data, dist or DistInfo(), [*default_callbacks(trial.exp, reporter), *callbacks], stage_cache)
+    if resume is not None:
+        loop.restore(resume)
+    return loop
+
+
 def run_trial(
-    exp: ExperimentSpec,
+    trial: ResolvedTrial | ExperimentSpec,
     data: LTData | None = None,
     reporter: Reporter | None = None,
     resume: dict[str, Any] | None = None,
@@ -280,19 +346,4 @@ def run_trial(
     """Train and evaluate one trial; ``resume``: a checkpoint (``TrainState.state_dict()``).
     ``stage_cache``: directory of reusable stage results (None: ``$LTSEARCH_CACHE`` or
     ``~/.cache/ltsearch/stage1``; False: off), see ``ltsearch.train.stage_cache``."""
-    t0 = time.perf_counter()
-    seed_everything(exp.seed)
-    data = data if data is not None else build_dataset(exp.data)
-    exp = resolve_defaults(exp, data.protocol_counts or data.class_counts)  # model.arch auto, data.splits null
-    loop = Loop(exp, data, dist or DistInfo(), [*default_callbacks(exp, reporter), *callbacks])
-    if resume is not None:
-        loop.restore(resume)
-    for index, stage in enumerate(loop.plan.stages):
-        if index >= loop.state.stage:
-            loop.run_stage(index, stage, stage_cache)
-    return loop.finish(time.perf_counter() - t0)
-
-
-def threads_for(cpus: float) -> int:
-    """Torch intra-op threads for a trial with ``cpus`` CPUs (never more than the machine has)."""
-    return max(1, min(int(cpus), os.cpu_count() or 1))
+    return start_trial(trial, data, reporter, resume, dist, stage_cache, callbacks).run()

@@ -43,7 +43,7 @@ from filelock import FileLock
 
 from ltsearch.errors import UserError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the key holds threads, fast and the device type
 
 
 def default_cache_dir() -> Path:
@@ -56,12 +56,15 @@ def stage_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def key_parts(exp: Any, data: Any, stage: Any, identity: dict[str, Any]) -> dict[str, Any]:
-    """Everything a stage's result depends on (``exp``: ExperimentSpec, ``data``: LTData)."""
+def key_parts(exp: Any, data: Any, stage: Any, identity: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """Everything a stage's result depends on (``exp``: a resolved ExperimentSpec, ``data``: LTData,
+    ``device``: the device type trained on); the CPU thread count and the speed switches change the
+    numbers too, so a stage trained with other ones is never reused."""
     return {
         "version": CACHE_VERSION, "data": exp.data.model_dump(exclude={"root"}), "subset_hash": data.subset_hash,
         "model": exp.model.model_dump(), "seed": exp.seed, "stage": stage.name, "epochs": stage.epochs,
         "optim": stage.optim.model_dump(), "test_every": exp.eval.test_every, "method": identity,
+        "threads": exp.threads, "fast": exp.fast.model_dump(), "device": device,
     }
 
 
@@ -140,7 +143,7 @@ def claim(root: Path, key: str, module: torch.nn.Module) -> StageClaim:
 
 
 def open_stage(reuse: Any, exp: Any, data: Any, stage: Any, cache: str | os.PathLike | bool | None,
-               world_size: int = 1) -> StageClaim | None:
+               world_size: int = 1, device: str = "cpu") -> StageClaim | None:
     """The claim for a stage the method offers for reuse (``reuse``: a StageReuse or None)."""
     if reuse is None:
         return None
@@ -149,4 +152,4 @@ def open_stage(reuse: Any, exp: Any, data: Any, stage: Any, cache: str | os.Path
     if cache is False or world_size > 1:
         return None
     root = default_cache_dir() if cache in (None, True) else Path(cache).expanduser()
-    return claim(root, stage_key(key_parts(exp, data, stage, reuse.identity)), reuse.module)
+    return claim(root, stage_key(key_parts(exp, data, stage, reuse.identity, device)), reuse.module)

@@ -1,1 +1,1 @@
-"""Ray Tune: search spaces, the trainable, the sweep driver (Ray lives here and in train/ddp.py)."""
+"""Ray Tune and Ray Train: the sweep driver, the study, the trainables (one-worker and DDP) and their shared seed loop."""

@@ -11,23 +11,39 @@ name           callback                                         needs
 =============  ===============================================  ====================
 
 They write into each trial's directory under ``RUN_DIR/_tune`` (or to the tracking server).
+``check_loggers`` runs before a sweep writes anything: a missing package, or an MLflow tracking URI
+that names a file store (``file://`` or a bare path in ``$MLFLOW_TRACKING_URI``, which MLflow 3
+refuses), is one ``error:`` line. Unset, MLflow 3.7+ tracks in ``sqlite:///mlflow.db``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
 from ltsearch.errors import UserError
+from ltsearch.secrets import mask
 
 NEEDS = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
 
 
-def build_loggers(names: list[str], project: str) -> list[Any]:
+def check_loggers(names: list[str]) -> None:
+    """Refuse (one ``UserError``) what would fail once the sweep has started."""
+    if "mlflow" in names:
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if uri and ("://" not in uri or uri.startswith("file:")):
+            raise UserError(f"search.loggers: mlflow: MLFLOW_TRACKING_URI={mask(uri)!r} is a file store, which MLflow 3 "
+                            "refuses; export MLFLOW_TRACKING_URI=sqlite:///mlflow.db (a database) or the address of "
+                            "an MLflow server (http://host:5000)")
     for name in names:
         pkg = NEEDS.get(name)
         if pkg and importlib.util.find_spec(pkg) is None:
             raise UserError(f"search.loggers: {name!r} needs the {pkg} package; pip install {pkg} (or remove it)")
+
+
+def build_loggers(names: list[str], project: str) -> list[Any]:
+    check_loggers(names)
     out: list[Any] = []
     for name in names:
         if name == "csv":

@@ -1,35 +1,51 @@
 """``run_sweep(spec)``: a Ray Tune ``Tuner`` from a spec, results in ``<storage>/<name>/``.
 
-grid / random: cells are planned up front (``ltsearch.tune.space``); cells whose trial id already
-has an ``ok`` row in the store are skipped, so re-running a spec only runs what is missing; Tune
-gets the rest through ``BasicVariantGenerator`` (a ``grid_search`` over the cells). optuna: TPE
-(or CMA-ES / GP / random) seeded with ``search.seed``, define-by-run for conditional parameters.
-Ray's state lives in ``RUN_DIR/_tune`` so ``--resume`` can restore the experiment.
+grid / random: cells are planned up front (``ltsearch.space``), once per command (``plan_sweep``);
+cells whose trial id already has an ``ok`` row in the store are skipped, so re-running a spec only
+runs what is missing; Tune gets the rest through ``BasicVariantGenerator`` (a ``grid_search`` over
+the cells). optuna: TPE (or CMA-ES / GP / random), define-by-run for conditional parameters, its
+study in a database (``ltsearch.tune.study``). Ray's state lives in ``RUN_DIR/_tune`` so
+``--resume`` can restore the experiment.
+
+Order of a sweep: every check that can refuse runs first and writes nothing (the storage is
+writable, the run directory holds no run of another spec, ``--resume`` has a run to resume, the
+study's database answers, the loggers can log, the cluster fits); then ``run.json`` and
+``spec.yaml`` are written and Tune starts. SIGINT and SIGTERM stop Tune cleanly (it saves its
+state; trials keep their checkpoints): the sweep returns ``interrupted`` with the signal's name and
+``run.json`` says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ltsearch.errors import UserError
+from ltsearch.resolved import ResolvedTrial
+from ltsearch.results.run_dir import HEARTBEAT_S, RunState, check_run_dir, check_writable
 from ltsearch.results.schema import param_column, param_type, param_value
 from ltsearch.results.store import ResultStore
-from ltsearch.spec import Spec, dump_spec, resolve_experiment
-from ltsearch.trial import TrialContext, planned_epochs, split_config, trial_id_for, write_outcome
-from ltsearch.tune.space import OptunaDefineByRun, plan_cells
+from ltsearch.secrets import mask, remember
+from ltsearch.space import plan_cells
+from ltsearch.spec import Spec, dump_spec
+from ltsearch.trial import trial_for
 
 TUNE_DIR = "_tune"
 
 # Tune's behaviour that ltsearch relies on, set in the driver before Tune starts (setdefault: a user's
 # environment wins): trials keep the driver's working directory, no automatic result loggers (the
-# Parquet store is the record), the classic progress output off, no nagging about checkpoint syncs.
+# Parquet store is the record; search.loggers adds Tune's own), the classic progress output off, no
+# nagging about checkpoint syncs, and SIGINT left to ltsearch (which hands it to Tune's own stop,
+# see ``Interrupts``).
 TUNE_ENV = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
-            "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100"}
+            "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100",
+            "TUNE_DISABLE_SIGINT_HANDLER": "1"}
 
 
 def set_tune_env() -> None:
@@ -38,17 +54,54 @@ def set_tune_env() -> None:
 
 
 @dataclass
+class SweepPlan:
+    """What one ``ltsearch run`` runs, planned once: for grid / random every planned trial (resolved)
+    and the cells still without an ``ok`` row; for optuna ``num_samples`` configurations."""
+
+    run_dir: str
+    cells: list[dict[str, Any]] = field(default_factory=list)  # grid / random: to run
+    trials: list[ResolvedTrial] = field(default_factory=list)  # grid / random: every planned trial
+    skipped: int = 0  # grid / random: planned trials already ok
+    planned: int = 0  # trials (a configuration x a seed); optuna: num_samples configurations x seeds
+
+
+@dataclass
 class SweepResult:
     run_dir: str
     planned: int
     skipped: int
     ran: int
+    finished: int = 0  # planned units that have a row (grid/random trials; optuna configurations)
+    units: str = "trials"
+    interrupted: str | None = None  # "SIGINT" / "SIGTERM" when a signal stopped the sweep
 
 
 def run_dir_for(spec: Spec, storage: str) -> str:
     if "://" in storage:
         return f"{storage.rstrip('/')}/{spec.name}"
     return str(Path(storage).expanduser().resolve() / spec.name)
+
+
+def plan_sweep(spec: Spec, run_dir: str) -> SweepPlan:
+    """Expand the grid / random cells once, resolve each planned trial once, skip those with an ok row."""
+    s = spec.search
+    if s.algorithm == "optuna":
+        return SweepPlan(run_dir, planned=s.num_samples * len(s.seeds))
+    done = {tid for tid, st in ResultStore(run_dir).trial_status().items() if st == "ok"}
+    plan = SweepPlan(run_dir)
+    seen: set[str] = set()
+    for cell in plan_cells(s, spec.experiment):
+        trial = trial_for(spec, cell)
+        if trial.trial_id in seen:
+            continue
+        seen.add(trial.trial_id)
+        plan.trials.append(trial)
+        if trial.trial_id in done:
+            plan.skipped += 1
+        else:
+            plan.cells.append(cell)
+    plan.planned = len(plan.trials)
+    return plan
 
 
 def param_types_for(spec: Spec) -> dict[str, Any]:
@@ -62,9 +115,7 @@ def grace_period(spec: Spec) -> int:
     two-phase methods reach their second phase before ASHA may stop them."""
     if spec.search.grace_period:
         return spec.search.grace_period
-    from ltsearch.methods import method_plan
-
-    plan = method_plan(spec.experiment)
+    plan = trial_for(spec).plan
     changes = list(plan.switches)
     optim = spec.experiment.optim
     if optim.lr_schedule == "step" and optim.milestones:
@@ -80,7 +131,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     set_tune_env()
     if ray.is_initialized():
         return False
-    from ltsearch.train.ddp import train_env
+    from ltsearch.tune.ddp import train_env
 
     # Ray Train's settings for DDP trials are the job's too: its actors then run in the job's own
     # runtime environment (no second environment for Ray to set up)
@@ -108,33 +159,54 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             ray.shutdown()
 
 
-def _stopped_or_failed_writer(spec: Spec, run_dir: str, param_types: dict[str, Any]):
-    from ray.tune import Callback
+class Interrupts:
+    """SIGINT / SIGTERM during ``Tuner.fit()``: the first one asks Tune to stop the way its own Ctrl-C
+    does (Tune registers that stop for SIGUSR1 in every run: it stops the trials, saves the
+    experiment state one last time and returns), and is remembered as ``signal``; a second one of
+    either kind stops the driver at once (KeyboardInterrupt / SystemExit)."""
 
-    class RecordUnfinished(Callback):
-        """Driver side: a trial stopped by the scheduler or killed by an error never reached its
-        own final write; record it from its last reported result (only if it has no row yet)."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-        def _record(self, trial: Any, status: str, error: str = "") -> None:
-            params = split_config(trial.config)
-            seed = params.pop("seed", spec.search.seeds[0])
-            exp = resolve_experiment(spec.experiment, {**params, "seed": seed})
-            if ResultStore(run_dir).has_trial(trial_id_for(exp)):
-                return
-            ctx = TrialContext(spec.name, run_dir, param_types, params, spec.resources.workers)
-            write_outcome(ctx, exp, status, error, last=dict(trial.last_result or {}))
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
 
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._record(trial, "stopped")
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # the second signal: no more waiting
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        self.signal = signal.Signals(signum).name
+        os.kill(os.getpid(), signal.SIGUSR1)
 
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            err = ""
-            if getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
-                lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
-                err = lines[-1][:500] if lines else ""
-            self._record(trial, "failed", err or "trial raised an error")
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
 
-    return RecordUnfinished()
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def _trainable(spec: Spec, run_dir: str) -> Any:
+    from ray import tune
+
+    from ltsearch.tune.trainable import tune_trial
+
+    res = spec.resources
+    spec_json = mask(spec.model_dump_json(by_alias=True))  # trials never see a password
+    kwargs = dict(spec_json=spec_json, run_dir=run_dir, param_types=param_types_for(spec))
+    if res.workers > 1:
+        from ltsearch.tune.ddp import ddp_trainable
+
+        # the trial only launches the TorchTrainer, whose workers hold the CPUs/GPUs: ask for a
+        # token amount of memory (a bundle cannot be empty) so it never competes with its workers
+        return tune.with_resources(tune.with_parameters(ddp_trainable, **kwargs),
+                                   tune.PlacementGroupFactory([{"memory": 1024**2}]))
+    return tune.with_resources(tune.with_parameters(tune_trial, **kwargs),
+                               {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker})
 
 
 def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: bool, callbacks: list) -> Any:
@@ -142,31 +214,15 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from ltsearch.tune.trainable import tune_trial
-
-    s, res = spec.search, spec.resources
-    types = param_types_for(spec)
-    fn = tune.with_parameters(tune_trial, spec_json=spec.model_dump_json(by_alias=True), run_dir=run_dir,
-                              param_types=types, cpus=res.cpus_per_worker)
-    if res.workers > 1:
-        from ltsearch.train.ddp import ddp_trainable
-
-        fn = tune.with_parameters(ddp_trainable, spec_json=spec.model_dump_json(by_alias=True), run_dir=run_dir,
-                                  param_types=types)
-        # the trial only launches the TorchTrainer, whose workers hold the CPUs/GPUs: ask for a
-        # token amount of memory (a bundle cannot be empty) so it never competes with its workers
-        trainable = tune.with_resources(fn, tune.PlacementGroupFactory([{"memory": 1024**2}]))
-    else:
-        trainable = tune.with_resources(fn, {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker})
+    s = spec.search
+    trainable = _trainable(spec, run_dir)
     tune_path = f"{run_dir}/{TUNE_DIR}"
     if resume:
-        if not tune.Tuner.can_restore(tune_path):
-            raise UserError(f"--resume: no Ray Tune state in {tune_path}; run without --resume")
         return tune.Tuner.restore(tune_path, trainable, resume_unfinished=True, resume_errored=True)
 
     scheduler = None
     if s.scheduler == "asha":
-        max_t = planned_epochs(spec.experiment)
+        max_t = trial_for(spec).plan.epochs
         scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=min(grace_period(spec), max_t),
                                   reduction_factor=s.reduction_factor)
     search_alg = make_search_alg(spec, run_dir)
@@ -200,8 +256,8 @@ def tpe_defaults(num_samples: int) -> dict[str, Any]:
 
 
 def make_search_alg(spec: Spec, run_dir: str | None = None) -> Any:
-    """BasicVariantGenerator for planned grid/random cells; OptunaSearch (seeded sampler,
-    define-by-run space, ``search.initial`` evaluated first) for optuna, its study stored in
+    """BasicVariantGenerator for planned grid/random cells; OptunaSearch (sampler seeded per
+    session, define-by-run space, ``search.initial`` evaluated first) for optuna, its study stored in
     ``RUN_DIR/optuna.db`` or ``search.optuna_storage`` (``ltsearch.tune.study``; in memory
     without ``run_dir``) and warm-started from ``search.warm_start``."""
     from ray.tune.search import BasicVariantGenerator
@@ -210,68 +266,114 @@ def make_search_alg(spec: Spec, run_dir: str | None = None) -> Any:
     if s.algorithm != "optuna":
         return BasicVariantGenerator(max_concurrent=s.max_concurrent or 0)
     import optuna
+    from ltsearch.space import OptunaDefineByRun
     from ltsearch.tune.study import study_options, StoredOptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=s.seed, **tpe_defaults(s.num_samples)),
-                "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed),
-                "gp": lambda: optuna.samplers.GPSampler(seed=s.seed),
-                "random": lambda: optuna.samplers.RandomSampler(seed=s.seed)}
     return StoredOptunaSearch(space=OptunaDefineByRun(s, spec.experiment), metric=s.metric, mode=s.mode,
-                              sampler=samplers[s.sampler](), points_to_evaluate=s.initial or None,
-                              **study_options(spec, run_dir))
+                              sampler_factory=SamplerFactory(s.sampler, s.num_samples),
+                              points_to_evaluate=s.initial or None, seed=s.seed, **study_options(spec, run_dir))
 
 
-def plan(spec: Spec, run_dir: str) -> tuple[list[dict[str, Any]], int]:
-    """Cells still to run (grid/random) and how many were skipped as already finished."""
-    if spec.search.algorithm == "optuna":
-        return [], 0
-    done = {tid for tid, st in ResultStore(run_dir).trial_status().items() if st == "ok"}
-    cells, skipped = [], 0
-    seen: set[str] = set()
-    for cell in plan_cells(spec.search, spec.experiment):
-        tid = trial_id_for(resolve_experiment(spec.experiment, cell, source="search.space"))
-        if tid in seen:
-            continue
-        seen.add(tid)
-        if tid in done:
-            skipped += 1
-        else:
-            cells.append(cell)
-    return cells, skipped
+class SamplerFactory:
+    """The Optuna sampler of a session, made for its seed (``StoredOptunaSearch`` seeds each
+    session: ``search.seed`` for a new study, a seed of its own for a session that continues one).
+    A class, not a closure, so Tune can pickle it."""
+
+    def __init__(self, name: str, num_samples: int):
+        self.name, self.num_samples = name, num_samples
+
+    def __call__(self, seed: int) -> Any:
+        import optuna
+
+        if self.name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, **tpe_defaults(self.num_samples))
+        if self.name == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed)
+        if self.name == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
+def preflight(spec: Spec, run_dir: str, resume: bool, warn: Callable[[str], None], spec_path: str = "") -> None:
+    """Every check that may refuse the sweep, before anything is written (each a one-line UserError)."""
+    check_writable(run_dir)
+    check_run_dir(spec, run_dir, resume, spec_path or "the spec")
+    if resume:
+        from ray import tune
+
+        if not tune.Tuner.can_restore(f"{run_dir}/{TUNE_DIR}"):
+            raise UserError(f"--resume: no Ray Tune state in {run_dir}/{TUNE_DIR} (the sweep never started); "
+                            "run without --resume")
+    if spec.search.algorithm == "optuna":  # the study's database, warm starts
+        from ltsearch.tune.study import optuna_preflight
+
+        optuna_preflight(spec, run_dir, warn)
+    from ltsearch.tune.loggers import check_loggers
+
+    check_loggers(spec.search.loggers)
 
 
 def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: str | None = None,
               callbacks: list | None = None, num_cpus: int | None = None,
-              warn: Callable[[str], None] = print) -> SweepResult:
-    """Plan, (with ``address``) check the cluster, then run the missing trials through Tune."""
+              warn: Callable[[str], None] = print, plan: SweepPlan | None = None,
+              spec_path: str = "", command: str = "") -> SweepResult:
+    """Plan (unless ``plan`` is given), check, then run the missing trials through Tune."""
     set_tune_env()
     run_dir = run_dir_for(spec, storage)
+    plan = plan if plan is not None else plan_sweep(spec, run_dir)
+    preflight(spec, run_dir, resume, warn, spec_path)
     store = ResultStore(run_dir)
-    cells, skipped = plan(spec, run_dir)
-    planned = len(cells) + skipped if spec.search.algorithm != "optuna" else spec.search.num_samples
-    if spec.search.algorithm == "optuna":  # before anything is written: the study's database, warm starts
-        from ltsearch.tune.study import optuna_preflight
-
-        optuna_preflight(spec, run_dir, warn)
-    if spec.search.algorithm != "optuna" and not cells and not resume:
+    state = RunState(run_dir)
+    optuna = spec.search.algorithm == "optuna"
+    if not optuna and not plan.cells and not resume:
+        state.start(command)
         store.write_text("spec.yaml", dump_spec(spec))
-        return SweepResult(run_dir, planned, skipped, 0)
+        state.end("finished")
+        return SweepResult(run_dir, plan.planned, plan.skipped, 0, finished=plan.planned)
+    remember(spec.search.optuna_storage)  # a password stays in memory, for a restored searcher
     with ray_session(address, num_cpus):
         if address:
-            from ltsearch.cluster import preflight
+            from ltsearch.cluster import preflight as cluster_preflight
 
-            problems, warnings = preflight(storage, spec, address, num_trials=planned)
+            problems, notes = cluster_preflight(storage, spec, address, num_trials=plan.planned)
             if problems:
                 raise UserError("; ".join(problems))
-            for w in warnings:
+            for w in notes:
                 warn(f"warning: {w}")
-        store.write_text("spec.yaml", dump_spec(spec))
         from ltsearch.tune.loggers import build_loggers
 
-        cbs = [_stopped_or_failed_writer(spec, run_dir, param_types_for(spec)), *(callbacks or []),
+        from ltsearch.tune.callbacks import SESSION, Heartbeat, RecordUnfinished
+
+        interrupts = Interrupts()
+        SESSION.clear()
+        SESSION.update(interrupts=interrupts, state=state, trials=[])
+        cbs = [RecordUnfinished(spec, run_dir, param_types_for(spec)), Heartbeat(HEARTBEAT_S), *(callbacks or []),
                *build_loggers(spec.search.loggers, spec.name)]
-        tuner = build_tuner(spec, run_dir, cells, resume, cbs)
-        ran = len(tuner.fit())
-    return SweepResult(run_dir, planned, skipped, ran)
+        state.start(command)
+        store.write_text("spec.yaml", dump_spec(spec))
+        try:
+            tuner = build_tuner(spec, run_dir, plan.cells, resume, cbs)
+            with interrupts:
+                grid = tuner.fit()
+        except BaseException:
+            state.end("interrupted" if interrupts.signal else "failed", interrupts.signal)
+            raise
+        if interrupts.signal:
+            from ltsearch.tune.study import settle_interrupted
+
+            settle_interrupted()
+        state.end("interrupted" if interrupts.signal else "finished", interrupts.signal)
+    finished, units, planned = _finished(spec, plan, SESSION.get("trials") or [])
+    return SweepResult(run_dir, planned, plan.skipped, len(grid), finished=finished, units=units,
+                       interrupted=interrupts.signal)
+
+
+def _finished(spec: Spec, plan: SweepPlan, trials: list) -> tuple[int, str, int]:
+    """``(finished, units, planned)``: grid / random trials with a row; optuna configurations done."""
+    if spec.search.algorithm == "optuna":
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        return done, "configurations", spec.search.num_samples
+    status = ResultStore(plan.run_dir).trial_status()
+    return sum(t.trial_id in status for t in plan.trials), "trials", plan.planned

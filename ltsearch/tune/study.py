@@ -21,6 +21,24 @@ while it runs. What makes it safe across ``--resume`` and ``kill -9``:
   FAIL); a trial that is already finished in the study is never told twice (an errored trial that
   ``--resume`` re-runs to ok gets one new COMPLETE trial with the same parameters).
 - ``search.initial`` points and warm-start trials (``ltsearch.tune.warm``) are added once per study.
+- A study never repeats itself: a proposal whose parameters equal a trial already evaluated
+  (complete, pruned, failed), running or waiting — of this sweep, an earlier one, a warm start or a
+  sweep running beside it on the same database — is told FAIL with ``ltsearch_duplicate_of`` (the
+  number of the trial it repeats; of two concurrent proposals the older one stands) and the sampler
+  is asked again (its random state reseeded when another session's trial was the first). After
+  ``MAX_REPEATS`` repeats in a row the space is taken to be exhausted and the sweep ends there.
+- Each session seeds its sampler: ``search.seed`` for a study without trials, a seed derived from
+  ``search.seed`` and the study's size for one that continues a study (the sampler would otherwise
+  replay the first session's proposals).
+- Sessions leave a heartbeat in the study (user attribute ``ltsearch_session:<id>``: state and
+  time). A trial left RUNNING by a session that is gone (interrupted, killed, or silent for
+  ``STALE_S``) is settled by the next session as if that session were its own: from Parquet, or
+  FAIL and asked again. After SIGINT / SIGTERM (``settle_interrupted``) a session tells the study
+  what finished, marks the rest ``ltsearch_interrupted`` and records itself interrupted: ``--resume``
+  continues those trials under their Optuna ids.
+- The objective is named after ``search.metric`` (``study.set_metric_names``), so optuna-dashboard
+  shows ``val_acc``, not "Objective 0".
+- A password in ``search.optuna_storage`` never reaches Tune's pickled state (``ltsearch.secrets``).
 
 A run on a remote storage URI (``s3://``, ``gs://``) has no local file for SQLite: unless
 ``search.optuna_storage`` names a database, its study stays in Tune's pickled state (as Ray does by
@@ -29,11 +47,14 @@ default) and the run prints one line saying so.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
+import time
 import uuid
+import weakref
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import optuna
 from optuna.trial import TrialState
@@ -41,6 +62,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ltsearch.errors import UserError
+from ltsearch.secrets import is_masked, mask, reveal
+from ltsearch.space import finite_configurations
 from ltsearch.tune.warm import WARM_KEY
 
 DB_FILE = "optuna.db"
@@ -48,6 +71,13 @@ SESSION_KEY = "ltsearch_session"  # the sweep (Tune experiment) that asked the t
 RETRY_KEY = "ltsearch_retry_of"  # a killed trial's parameters, asked again
 COPY_KEY = "ltsearch_completes"  # the COMPLETE twin of a trial that failed and was re-run to ok
 KILLED_KEY = "ltsearch_killed"
+DUPLICATE_KEY = "ltsearch_duplicate_of"  # a proposal that repeated this trial number; never run
+INTERRUPTED_KEY = "ltsearch_interrupted"
+SESSION_ATTR = "ltsearch_session:"  # study user attribute per session: {"state", "heartbeat"}
+STALE_S = 300.0  # a session silent this long is gone (a driver beats every few seconds while Tune runs)
+BEAT_S = 15.0
+MAX_REPEATS = 20
+_ACTIVE: "weakref.WeakSet[StoredOptunaSearch]" = weakref.WeakSet()  # this driver's searchers
 
 
 def storage_url(spec: Any, run_dir: str | None) -> str | None:
@@ -78,12 +108,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def _safe(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for a message
-        return url.split("@")[-1]
+    return mask(url)
 
 
 def check_storage(url: str | None) -> None:
@@ -109,7 +134,7 @@ def study_options(spec: Any, run_dir: str | None) -> dict[str, Any]:
 
     return {"study_name": spec.name, "storage_url": storage_url(spec, run_dir), "warm_trials": warm_trials(spec)[0],
             "budget": spec.search.num_samples,
-            "outcome": ParquetOutcome(spec.model_dump_json(by_alias=True), run_dir) if run_dir else None}
+            "outcome": ParquetOutcome(mask(spec.model_dump_json(by_alias=True)), run_dir) if run_dir else None}
 
 
 def optuna_preflight(spec: Any, run_dir: str, warn: Any) -> None:
@@ -133,15 +158,14 @@ class ParquetOutcome:
 
     def __call__(self, params: dict[str, Any]) -> tuple[TrialState | None, float | None]:
         from ltsearch.results.store import ResultStore
-        from ltsearch.spec import resolve_experiment, spec_from_json
-        from ltsearch.trial import trial_id_for
+        from ltsearch.spec import spec_from_json
+        from ltsearch.trial import trial_for
 
         spec = spec_from_json(self.spec_json)
         store = ResultStore(self.run_dir)
-        seeds = spec.search.seeds if spec.resources.workers == 1 else spec.search.seeds[:1]  # DDP: the first seed
         rows = []
-        for seed in seeds:
-            tid = trial_id_for(resolve_experiment(spec.experiment, {**params, "seed": seed}, source="search.space"))
+        for seed in spec.search.seeds:  # every seed, DDP trials too (they share the seed loop)
+            tid = trial_for(spec, params, seed).trial_id
             rows.append(store.read_trial(tid) if store.has_trial(tid) else None)
         states = {r["status"] if r else None for r in rows}
         if "failed" in states:
@@ -156,11 +180,42 @@ class ParquetOutcome:
         return TrialState.COMPLETE, sum(float(v) for v in vals) / len(vals)
 
 
+def _params_key(params: dict[str, Any]) -> str:
+    """A configuration's identity among a study's trials (its parameters, floats exactly)."""
+    return repr(sorted((k, repr(v)) for k, v in params.items()))
+
+
+def session_seed(storage: optuna.storages.BaseStorage | None, study_name: str, seed: int) -> int:
+    """``seed`` for a study that has no trials yet (or lives in memory); for one that is continued, a
+    seed derived from ``seed`` and the study's size, so the sampler does not replay a proposal."""
+    if storage is None:
+        return seed
+    try:
+        n = len(optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:  # no such study yet
+        return seed
+    if n == 0:
+        return seed
+    return int(hashlib.sha256(f"{seed}:{n}".encode()).hexdigest()[:8], 16)
+
+
+def settle_interrupted() -> None:
+    """After SIGINT / SIGTERM: every searcher of this driver settles its study (``on_interrupt``)."""
+    for searcher in list(_ACTIVE):
+        searcher.on_interrupt()
+
+
+def beat_all() -> None:
+    """The heartbeat of every searcher of this driver (the driver's heartbeat thread calls it)."""
+    for searcher in list(_ACTIVE):
+        searcher.beat()
+
+
 class StoredOptunaSearch(OptunaSearch):
     """``OptunaSearch`` whose study lives in an RDB storage (see the module docstring)."""
 
-    def __init__(self, space: Any, *, metric: str, mode: str, sampler: Any, study_name: str,
-                 storage_url: str | None = None, points_to_evaluate: list[dict] | None = None,
+    def __init__(self, space: Any, *, metric: str, mode: str, sampler_factory: Callable[[int], Any], seed: int,
+                 study_name: str, storage_url: str | None = None, points_to_evaluate: list[dict] | None = None,
                  warm_trials: Iterable[optuna.trial.FrozenTrial] = (), outcome: ParquetOutcome | None = None,
                  budget: int | None = None):
         self._storage_url = storage_url
@@ -172,29 +227,41 @@ class StoredOptunaSearch(OptunaSearch):
         self._ids: dict[str, int] = {}  # Tune trial id -> Optuna trial id
         self._restored = False
         self._initial = list(points_to_evaluate or [])
-        super().__init__(space=space, metric=metric, mode=mode, sampler=sampler, study_name=study_name,
-                         storage=open_storage(storage_url) if storage_url else None)
+        self._beat_at = 0.0
+        self.exhausted = False
+        configs = finite_configurations(space.search, space.experiment) if hasattr(space, "search") else None
+        self._finite = None if configs is None else {_params_key(c) for c in configs}
+        storage = open_storage(storage_url) if storage_url else None
+        super().__init__(space=space, metric=metric, mode=mode, sampler=sampler_factory(session_seed(storage, study_name, seed)),
+                         study_name=study_name, storage=storage)
+        _ACTIVE.add(self)
 
     # ------------------------------------------------------------------ study set-up and pickling
 
     def _setup_study(self, mode: Any) -> None:
         super()._setup_study(mode)  # create_study(load_if_exists=True); self._points_to_evaluate is empty
+        if not self._ot_study.metric_names:
+            self._ot_study.set_metric_names([self._metric] if isinstance(self._metric, str) else list(self._metric))
         trials = self._ot_study.get_trials(deepcopy=False)
         have = {t.user_attrs.get(WARM_KEY) for t in trials}
         self._ot_study.add_trials([t for t in self._warm if t.user_attrs[WARM_KEY] not in have])
         for point in self._initial:  # once per study: a re-run of the spec does not repeat them
             self._ot_study.enqueue_trial(point, skip_if_exists=True)
         if self._storage_url:
+            self.beat(force=True)
             self._settle(own=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         if self._storage_url:  # the database holds the trials; keep only what rebuilds the link
             state.update(_ot_study=None, _storage=None, _ot_trials={}, _restored=True, _warm=[])
+            state["_storage_url"] = mask(self._storage_url)  # a password stays in the driver's memory
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._storage_url = reveal(self._storage_url)
+        _ACTIVE.add(self)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -207,33 +274,81 @@ class StoredOptunaSearch(OptunaSearch):
     def _study(self) -> optuna.Study:
         """The study; after unpickling, reloaded from the database and settled."""
         if self._ot_study is None:
+            if is_masked(self._storage_url):
+                raise UserError(f"search.optuna_storage: the study's URL {self._storage_url} has a password, which "
+                                "ltsearch never saves; resume with the spec that names it")
             self._storage = open_storage(self._storage_url)
             self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
                                                sampler=self._sampler, pruner=optuna.pruners.NopPruner())
         if self._restored:
             self._restored = False
+            self.beat(force=True)
             self._settle(own=True)
         return self._ot_study
 
+    # ------------------------------------------------------------------ sessions
+
+    def beat(self, force: bool = False, state: str = "running") -> None:
+        """This session's heartbeat in the study (at most every ``BEAT_S`` unless ``force``)."""
+        if self._ot_study is None or not self._storage_url:
+            return
+        now = time.time()
+        if force or now - self._beat_at >= BEAT_S:
+            self._beat_at = now
+            self._ot_study.set_user_attr(SESSION_ATTR + self._session, {"state": state, "heartbeat": now})
+
+    @staticmethod
+    def _alive(attrs: dict[str, Any], session: str | None, now: float) -> bool:
+        """Whether a session of the study is still running (a fresh heartbeat, not ended); ``attrs``:
+        the study's user attributes."""
+        info = attrs.get(SESSION_ATTR + session) if session else None
+        return isinstance(info, dict) and info.get("state") == "running" and now - float(info.get("heartbeat", 0)) < STALE_S
+
+    def on_interrupt(self) -> None:
+        """SIGINT / SIGTERM stopped the sweep: tell what finished, mark the rest interrupted (Tune's
+        saved state holds them: ``--resume`` continues them), record this session as interrupted."""
+        if self._ot_study is None:
+            return
+        for tune_id, ot_id in self._ids.items():
+            frozen = self._ot_study._storage.get_trial(ot_id)
+            if frozen.state.is_finished():
+                continue
+            state, value = self._outcome_of(frozen.params) if self._outcome is not None else (None, None)
+            if state is not None and not (state is TrialState.COMPLETE and value is None):
+                self._ot_study.tell(frozen.number, value if state is TrialState.COMPLETE else None, state=state,
+                                    skip_if_finished=True)
+                self._completed_trials.add(tune_id)
+            else:
+                self._ot_study._storage.set_trial_user_attr(ot_id, INTERRUPTED_KEY, True)
+        self.beat(force=True, state="interrupted")
+
     def _settle(self, own: bool) -> None:
-        """Finish the study's RUNNING trials that no live Tune trial will report: from Parquet; with
-        ``own`` (this driver restored the experiment) those without rows fail (they were killed)."""
+        """Finish the study's RUNNING trials that no live Tune trial will report: from Parquet; those
+        of this session after a restore (``own``) or of a session that is gone, without rows, fail
+        (they were killed) and their parameters are asked again."""
         if self._outcome is None:
             return
         live = set(self._ids.values())
+        now, attrs = time.time(), self._ot_study.user_attrs
         found = False
         for t in self._ot_study.get_trials(deepcopy=False):
             running = t.state == TrialState.RUNNING
-            # ours: tagged by this sweep, or killed between Optuna's ask and the tag (untagged, running)
-            ours = t.user_attrs.get(SESSION_KEY, self._session if running else None) == self._session
+            session = t.user_attrs.get(SESSION_KEY)
+            if session is None and running and own:  # killed between Optuna's ask and the tag: ours
+                session = self._session
+            ours = session == self._session
+            orphan = running and not ours and not self._alive(attrs, session, now)  # its session is gone
+            mine = (own and ours) or orphan
             if t._trial_id in live or COPY_KEY in t.user_attrs or KILLED_KEY in t.user_attrs \
-                    or t.state == TrialState.WAITING or (own and not ours) or (not own and not running):
+                    or DUPLICATE_KEY in t.user_attrs or t.state == TrialState.WAITING \
+                    or (own and not ours and not orphan) or (not own and not running):
                 continue
             found = True
             if t.state.is_finished():  # told before the kill, after Tune's last checkpoint
-                self._unknown.add(t._trial_id)
+                if ours:
+                    self._unknown.add(t._trial_id)
                 continue
-            if own and not t.params:  # killed while Optuna sampled it: nothing was run
+            if mine and not t.params:  # killed while Optuna sampled it: nothing was run
                 self._ot_study._storage.set_trial_user_attr(t._trial_id, KILLED_KEY, True)
                 self._ot_study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                 continue
@@ -243,9 +358,9 @@ class StoredOptunaSearch(OptunaSearch):
             if state is not None:
                 self._ot_study.tell(t.number, value if state is TrialState.COMPLETE else None, state=state,
                                     skip_if_finished=True)
-                if own:
+                if own and ours:
                     self._unknown.add(t._trial_id)
-            elif own:  # killed mid-training: run it again (it continues from its checkpoint)
+            elif mine:  # killed mid-training: run it again (it continues from its checkpoint)
                 self._ot_study._storage.set_trial_user_attr(t._trial_id, KILLED_KEY, True)
                 self._ot_study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                 self._ot_study.enqueue_trial(t.params, user_attrs={RETRY_KEY: t.number})
@@ -258,18 +373,57 @@ class StoredOptunaSearch(OptunaSearch):
         except (UserError, OSError):  # parameters that no longer resolve, an unreadable file: no verdict
             return None, None
 
+    # ------------------------------------------------------------------ no repeats
+
+    def _repeats(self, number: int, params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+        """The trial that ``params`` (just proposed as trial ``number``) repeats: one evaluated or
+        waiting, or running and older (of two concurrent proposals the older stands); or None."""
+        key = _params_key(params)
+        for t in self._ot_study.get_trials(deepcopy=False):
+            if t.number == number or not t.params or _params_key(t.params) != key:
+                continue
+            if DUPLICATE_KEY in t.user_attrs or KILLED_KEY in t.user_attrs:
+                continue  # never run / asked again under a new number
+            if t.state in (TrialState.RUNNING, TrialState.WAITING) and t.number > number:
+                continue  # a later concurrent proposal: it gives way to this one
+            return t
+        return None
+
+    def _taken_keys(self) -> set[str]:
+        """The configurations that a new proposal may not repeat (see ``_repeats``)."""
+        return {_params_key(t.params) for t in self._ot_study.get_trials(deepcopy=False)
+                if t.params and DUPLICATE_KEY not in t.user_attrs and KILLED_KEY not in t.user_attrs}
+
     # ------------------------------------------------------------------ Tune's searcher hooks
 
     def suggest(self, trial_id: str) -> dict | str | None:
         self._study()
+        self.beat()
         if trial_id not in self._ids and self._budget and len(self._ids) + len(self._unknown) >= self._budget:
             return Searcher.FINISHED
-        config = super().suggest(trial_id)
-        ot_id = self._ids[trial_id] = self._ot_trials[trial_id]._trial_id
-        self._ot_study._storage.set_trial_user_attr(ot_id, SESSION_KEY, self._session)
-        return config
+        if trial_id in self._ids:  # Tune asks again for a trial it knows: its configuration as it was
+            return super().suggest(trial_id)
+        if self._finite is not None and self._finite <= self._taken_keys():
+            self.exhausted = True  # every configuration of the space is evaluated or running
+            return Searcher.FINISHED
+        for _ in range(MAX_REPEATS):
+            config = super().suggest(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            self._ot_study._storage.set_trial_user_attr(ot_trial._trial_id, SESSION_KEY, self._session)
+            first = self._repeats(ot_trial.number, ot_trial.params)
+            if first is None:
+                self._ids[trial_id] = ot_trial._trial_id
+                return config
+            self._ot_study._storage.set_trial_user_attr(ot_trial._trial_id, DUPLICATE_KEY, first.number)
+            self._ot_study.tell(ot_trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            del self._ot_trials[trial_id]
+            if first.user_attrs.get(SESSION_KEY) != self._session:  # another session's: stop walking in step
+                self._sampler.reseed_rng()
+        self.exhausted = True  # every proposal repeats a trial: the space has no configuration left
+        return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.beat()
         value, step = result.get(self.metric), result.get("epoch", result.get("training_iteration"))
         if isinstance(self.metric, list) or trial_id not in self._ids or value is None or step is None:
             return
@@ -300,6 +454,7 @@ class StoredOptunaSearch(OptunaSearch):
         if trial_id not in self._ids:
             return
         study = self._study()
+        self.beat()
         frozen = study._storage.get_trial(self._ids[trial_id])
         state, value = self._final(frozen, result, error)
         if not frozen.state.is_finished():

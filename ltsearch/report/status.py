@@ -110,7 +110,7 @@ def tune_state(store: ResultStore) -> tuple[dict[str, int], float | None]:
 
 def _planned(spec: dict[str, Any]) -> int | None:
     from ltsearch.spec import Spec
-    from ltsearch.tune.space import plan_cells
+    from ltsearch.space import plan_cells
 
     try:
         s = Spec.model_validate(spec)
