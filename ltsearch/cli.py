@@ -5,10 +5,11 @@ Bad input (a spec typo, an unknown name, missing data) prints one ``error:`` lin
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -119,9 +120,15 @@ def run(
     again = _resume_command(spec, storage, list(set_ or []), smoke, address, from_, trial)
     live = LiveTable(console)
     try:
-        result = run_sweep(s, storage=storage, resume=resume, address=address, callbacks=[live],
-                           warn=lambda w: err_console.print(w, markup=False), plan=plan, spec_path=str(spec),
-                           command=again.replace(" --resume", ""))
+        with _signals_as_exceptions():
+            result = run_sweep(s, storage=storage, resume=resume, address=address, callbacks=[live],
+                               warn=lambda w: err_console.print(w, markup=False), plan=plan, spec_path=str(spec),
+                               command=again.replace(" --resume", ""))
+    except _Stopped as stop:  # a signal before Tune ran (Ray starting) or a second one: nothing to finish
+        live.stop()
+        console.print(f"interrupted ({stop.name}) before the sweep finished; resume with `{again}`",
+                      markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=stop.code) from None
     finally:
         live.stop()
     if result.interrupted:
@@ -135,6 +142,37 @@ def run(
         out = write_report(result.run_dir)
         console.print(f"report:  {out}")
     print_best(result.run_dir)
+
+
+class _Stopped(Exception):
+    def __init__(self, name: str, code: int):
+        super().__init__(name)
+        self.name, self.code = name, code
+
+
+@contextlib.contextmanager
+def _signals_as_exceptions() -> Iterator[None]:
+    """SIGINT / SIGTERM outside Tune's run (while Ray starts, or a second signal) end ``ltsearch run``
+    with exit 130 / 143 and one line, not a traceback; during ``Tuner.fit`` the sweep's own handler
+    (``ltsearch.tune.search.Interrupts``) takes over and stops Tune cleanly."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Stopped(signal.Signals(signum).name, 128 + signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            yield
+        except KeyboardInterrupt:  # Interrupts' second SIGINT
+            raise _Stopped("SIGINT", 130) from None
+        except SystemExit as err:  # Interrupts' second SIGTERM
+            if err.code == 128 + signal.SIGTERM:
+                raise _Stopped("SIGTERM", err.code) from None
+            raise
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _resume_command(spec: Path, storage: str, sets: list[str], smoke: bool, address: str | None,

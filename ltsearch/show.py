@@ -81,11 +81,16 @@ def status_lines(st: Any) -> list[str]:
     """``ltsearch status`` as plain lines (``ltsearch.report.status.SweepStatus``)."""
     c = st.counts
     planned = f"{st.planned} trials planned" if st.planned is not None else "plan unknown (no spec.yaml)"
-    lines = [f"sweep {st.name}" + (f" ({st.algorithm})" if st.algorithm else "") + f": {planned}",
+    driver = {"running": "running", "interrupted": "interrupted (no driver is running it: resume it with "
+              "`ltsearch run SPEC --resume`)", "finished": "finished", "failed": "stopped by an error"}
+    lines = [f"sweep {st.name}" + (f" ({st.algorithm})" if st.algorithm else "") + f": {planned}"
+             + (f"; {driver.get(st.driver, st.driver)}" if st.driver else ""),
              f"trials: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, {c.get('stopped', 0)} stopped, "
-             f"{st.running} running" + (f", {st.not_started} not started" if st.not_started is not None else "")]
+             + (f"{st.interrupted} interrupted" if st.interrupted else f"{st.running} running")
+             + (f", {st.not_started} not started" if st.not_started is not None else "")]
     if st.tune:
-        lines.append("Ray Tune: " + ", ".join(f"{n} {k.lower()}" for k, n in sorted(st.tune.items())))
+        head = "Ray Tune" if st.driver in (None, "running") else "Ray Tune's last saved state"
+        lines.append(f"{head}: " + ", ".join(f"{n} {k.lower()}" for k, n in sorted(st.tune.items())))
     if st.best:
         b = st.best
         spread = "" if math.isnan(b["val_acc_std"]) else f" ± {b['val_acc_std']:.2f}"

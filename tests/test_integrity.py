@@ -228,6 +228,20 @@ def test_driver_state_tells_running_from_interrupted(tmp_path):
     assert driver_state(json.loads((tmp_path / "r" / "run.json").read_text())) == "interrupted"
 
 
+def test_status_of_a_run_without_a_live_driver_says_interrupted(tmp_path):
+    """A driver that died (stale heartbeat) left one trial half-trained: status shows the run as
+    interrupted with that trial interrupted, not running, and no ETA."""
+    p, run_dir = started_run(tmp_path)
+    ResultStore(run_dir).write_epochs("halfdone1234", [{"stage": "main", "epoch": 1, "train_loss": 1.0, "lr": 0.1,
+                                                        "seconds": 0.5, "val_acc": 10.0}])
+    record = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**record, "state": "running", "heartbeat_at": time.time() - 3600}))
+    r = runner.invoke(app, ["status", str(run_dir)])
+    assert r.exit_code == 0, r.output
+    assert "interrupted (no driver is running it" in r.output and "1 interrupted" in r.output
+    assert "running" not in r.output.split("\n")[1] and "ETA: n/a" in r.output
+
+
 # ------------------------------------------------------------------------------------ error paths
 
 

@@ -7,6 +7,12 @@ It writes nothing and tolerates a sweep writing at the same time: a file that va
 half-written between listing and reading is skipped (Parquet files are replaced atomically, Tune's
 JSON is not), and a missing piece (no spec, no Tune state yet) leaves its numbers out.
 
+The driver's record (``RUN_DIR/run.json``, ``ltsearch.results.run_dir``) says whether a driver is on
+the run: ``running`` (its heartbeat is fresh), ``interrupted`` (stopped by a signal, killed, or its
+heartbeat stale) or ``finished``. Without a live driver nothing runs: trials with epochs but no row
+are counted as interrupted (they continue from their checkpoints on ``--resume``) and there is no
+ETA.
+
 Units are trials = one configuration × one seed (one Parquet row). Planned: the grid/random cells
 (``search.space``), or ``num_samples`` × seeds for Optuna. Running: trials with epoch records but no
 row yet. ETA: the epochs still to train (at the median epoch time so far) divided by the trials
@@ -29,6 +35,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from ltsearch.errors import UserError
+from ltsearch.results.run_dir import driver_state, read_state
 from ltsearch.results.store import ResultStore
 
 TUNE_DIR = "_tune"
@@ -41,7 +48,9 @@ class SweepStatus:
     algorithm: str = ""
     planned: int | None = None
     counts: dict[str, int] = field(default_factory=dict)  # ok / failed / stopped
-    running: int = 0  # trials with epochs written but no row
+    running: int = 0  # trials with epochs written but no row, while a driver runs
+    interrupted: int = 0  # the same without a live driver
+    driver: str | None = None  # running / interrupted / finished / failed (run.json); None: no record
     tune: dict[str, int] = field(default_factory=dict)  # Tune's trial statuses (RUNNING, PENDING, ...)
     best: dict[str, Any] | None = None  # config, val_acc_mean, val_acc_std, n_ok
     epoch_seconds: float | None = None  # median over all recorded epochs
@@ -55,7 +64,7 @@ class SweepStatus:
 
     @property
     def not_started(self) -> int | None:
-        return None if self.planned is None else max(0, self.planned - self.finished - self.running)
+        return None if self.planned is None else max(0, self.planned - self.finished - self.running - self.interrupted)
 
 
 def _files(store: ResultStore, dataset: str) -> list[pafs.FileInfo]:
@@ -117,7 +126,7 @@ def _planned(spec: dict[str, Any]) -> int | None:
     except Exception:  # noqa: BLE001 - a spec this version cannot read: no plan shown
         return None
     if s.search.algorithm == "optuna":
-        return s.search.num_samples * (len(s.search.seeds) if s.resources.workers == 1 else 1)
+        return s.search.num_samples * len(s.search.seeds)  # every seed, DDP trials too
     return len(plan_cells(s.search, s.experiment))
 
 
@@ -138,7 +147,12 @@ def sweep_status(run_dir: str, now: float | None = None) -> SweepStatus:
     epochs = _read_tables(store, efiles, ["trial_id", "epoch", "seconds"])
     done_ids = set(trials["trial_id"]) if len(trials) else set()
     in_progress = epochs[~epochs["trial_id"].isin(done_ids)] if len(epochs) else epochs
-    st.running = int(in_progress["trial_id"].nunique()) if len(in_progress) else 0
+    st.driver = driver_state(read_state(store), now)
+    started = int(in_progress["trial_id"].nunique()) if len(in_progress) else 0
+    if st.driver in (None, "running"):  # None: a run from before run.json, judged by its files alone
+        st.running = started
+    else:
+        st.interrupted = started
     secs = pd.to_numeric(epochs["seconds"], errors="coerce").dropna() if len(epochs) and "seconds" in epochs else pd.Series()
     st.epoch_seconds = float(secs.median()) if len(secs) else None
     ok = trials[trials["status"] == "ok"] if len(trials) else trials
@@ -148,7 +162,7 @@ def sweep_status(run_dir: str, now: float | None = None) -> SweepStatus:
         top = config_summary(ok).iloc[0]
         st.best = {"config": top["config"], "val_acc_mean": float(top["val_acc_mean"]),
                    "val_acc_std": float(top["val_acc_std"]), "n_ok": int(top["n_ok"])}
-    st.eta_seconds = _eta(st, trials, in_progress, spec)
+    st.eta_seconds = _eta(st, trials, in_progress, spec) if st.driver in (None, "running") else None
     mtimes = [f.mtime.timestamp() for f in tfiles + efiles if f.mtime] + ([tune_mtime] if tune_mtime else [])
     st.last_update = (now or time.time()) - max(mtimes) if mtimes else None
     return st
