@@ -172,23 +172,26 @@ def test_ddp_with_optuna_trains_every_seed(tmp_path):
     _study_agrees_with_parquet(tmp_path / "runs" / "ddp", spec, "ddp")
 
 
-def test_two_concurrent_sweeps_on_one_sqlite_study_never_repeat(tmp_path):
-    """The same spec run twice at once into two storages, one shared SQLite study: a finite space of
-    six configurations, three samples each; together they evaluate six distinct configurations."""
-    db = f"sqlite:///{tmp_path / 'shared.db'}"
-    spec = write(tmp_path, "pair", {"algorithm": "optuna", "num_samples": 3, "seeds": [0], "seed": 0,
-                                    "optuna_storage": db,
-                                    "space": {"method.loss": {"choice": ["ce", "focal", "balanced_softmax"]},
-                                              "optim.lr": {"choice": [0.05, 0.1]}}},
+def concurrent_sweeps_never_repeat(tmp_path: Path, name: str, db: str) -> None:
+    """The same spec run twice at once into two storages, one shared study in ``db``: a finite space
+    of six configurations, three samples each; together they evaluate six distinct configurations."""
+    spec = write(tmp_path, name, {"algorithm": "optuna", "num_samples": 3, "seeds": [0], "seed": 0,
+                                  "optuna_storage": db,
+                                  "space": {"method.loss": {"choice": ["ce", "focal", "balanced_softmax"]},
+                                            "optim.lr": {"choice": [0.05, 0.1]}}},
                  {**EXPERIMENT, "optim": {**EXPERIMENT["optim"], "epochs": 2}})
     procs = [start("run", str(spec), "--storage", str(tmp_path / f"s{i}"), "--no-report") for i in range(2)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
-    study = optuna.load_study(study_name="pair", storage=db)
+    study = optuna.load_study(study_name=name, storage=db)
     stood = [json.dumps(t.params, sort_keys=True) for t in study.trials
              if t.params and "ltsearch_duplicate_of" not in t.user_attrs]
     assert len(stood) == 6 and len(set(stood)) == 6
-    assert sum(len(rows(tmp_path / f"s{i}" / "pair")) for i in range(2)) == 6
+    assert sum(len(rows(tmp_path / f"s{i}" / name)) for i in range(2)) == 6
+
+
+def test_two_concurrent_sweeps_on_one_sqlite_study_never_repeat(tmp_path):
+    concurrent_sweeps_never_repeat(tmp_path, "pair", f"sqlite:///{tmp_path / 'shared.db'}")
 
 
 # ------------------------------------------------------------------------------------ PostgreSQL
@@ -265,15 +268,4 @@ def test_a_postgres_password_never_reaches_disk_logs_or_the_report(tmp_path, pos
 
 
 def test_two_concurrent_sweeps_on_one_postgres_study_never_repeat(tmp_path, postgres):
-    spec = write(tmp_path, "pgpair", {"algorithm": "optuna", "num_samples": 3, "seeds": [0], "seed": 0,
-                                      "optuna_storage": postgres,
-                                      "space": {"method.loss": {"choice": ["ce", "focal", "balanced_softmax"]},
-                                                "optim.lr": {"choice": [0.05, 0.1]}}},
-                 {**EXPERIMENT, "optim": {**EXPERIMENT["optim"], "epochs": 2}})
-    procs = [start("run", str(spec), "--storage", str(tmp_path / f"s{i}"), "--no-report") for i in range(2)]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
-    study = optuna.load_study(study_name="pgpair", storage=postgres)
-    stood = [json.dumps(t.params, sort_keys=True) for t in study.trials
-             if t.params and "ltsearch_duplicate_of" not in t.user_attrs]
-    assert len(stood) == 6 and len(set(stood)) == 6
+    concurrent_sweeps_never_repeat(tmp_path, "pgpair", postgres)

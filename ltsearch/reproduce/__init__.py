@@ -155,8 +155,15 @@ def run_rows(rows: Sequence[Row], recipes: dict[str, Any], seeds: Sequence[int],
     specs = [row_spec(r, recipes, seeds, smoke) for r in rows]
     for spec in specs:  # fail fast, before Ray starts, when a dataset is missing
         check_available(spec.experiment.data)
+    out = []
     with ray_session(address):
-        return [run_sweep(spec, storage=storage, address=address, callbacks=callbacks).run_dir for spec in specs]
+        for spec in specs:
+            result = run_sweep(spec, storage=storage, address=address, callbacks=callbacks)
+            if result.interrupted:  # Ctrl-C / SIGTERM: the rows after it are not started
+                raise UserError(f"interrupted ({result.interrupted}) in {result.run_dir}: {result.finished} of "
+                                f"{result.planned} {result.units} finished; run the same command again to go on")
+            out.append(result.run_dir)
+    return out
 
 
 # ----------------------------------------------------------------------------------- compare

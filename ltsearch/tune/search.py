@@ -360,10 +360,14 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
         except BaseException:
             state.end("interrupted" if interrupts.signal else "failed", interrupts.signal)
             raise
-        if interrupts.signal:
-            from ltsearch.tune.study import settle_interrupted
+        if spec.search.algorithm == "optuna":
+            from ltsearch.tune.study import exhausted, settle_interrupted
 
-            settle_interrupted()
+            if interrupts.signal:
+                settle_interrupted()
+            if exhausted():
+                warn("note: every configuration of search.space is evaluated, running or waiting in the study; "
+                     "the sweep ended early (widen search.space to search further)")
         state.end("interrupted" if interrupts.signal else "finished", interrupts.signal)
     finished, units, planned = _finished(spec, plan, SESSION.get("trials") or [])
     return SweepResult(run_dir, planned, plan.skipped, len(grid), finished=finished, units=units,

@@ -205,6 +205,11 @@ def settle_interrupted() -> None:
         searcher.on_interrupt()
 
 
+def exhausted() -> bool:
+    """Whether a searcher of this driver ran out of configurations the study has not taken."""
+    return any(searcher.exhausted for searcher in list(_ACTIVE))
+
+
 def beat_all() -> None:
     """The heartbeat of every searcher of this driver (the driver's heartbeat thread calls it)."""
     for searcher in list(_ACTIVE):
@@ -401,8 +406,6 @@ class StoredOptunaSearch(OptunaSearch):
         self.beat()
         if trial_id not in self._ids and self._budget and len(self._ids) + len(self._unknown) >= self._budget:
             return Searcher.FINISHED
-        if trial_id in self._ids:  # Tune asks again for a trial it knows: its configuration as it was
-            return super().suggest(trial_id)
         if self._finite is not None and self._finite <= self._taken_keys():
             self.exhausted = True  # every configuration of the space is evaluated or running
             return Searcher.FINISHED
