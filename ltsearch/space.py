@@ -104,7 +104,8 @@ class OptunaDefineByRun:
     its experiment checkpoint."""
 
     def __init__(self, search: SearchSpec, experiment: ExperimentSpec):
-        self.search, self.experiment = search, experiment
+        # Tune pickles the space with the searcher: it keeps no database URL (a password stays in memory)
+        self.search, self.experiment = search.model_copy(update={"optuna_storage": None}), experiment
         self.base = experiment.model_dump(by_alias=True)
         self.order = space_order(search.space)
 

@@ -204,7 +204,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def postgres(tmp_path_factory):
+def postgres():
     """A PostgreSQL server started for the test on 127.0.0.1 (Debian's `postgresql`), a role `lt`
     with a password (host connections authenticate with scram-sha-256); its URL (psycopg 3)."""
     bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
@@ -216,7 +216,9 @@ def postgres(tmp_path_factory):
         if shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True).returncode:
             pytest.skip("PostgreSQL must not run as root and there is no postgres user to run it as")
         as_user = ["runuser", "-u", "postgres", "--"]
-    root = Path(tmp_path_factory.mktemp("pg"))
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="ltsearch-pg-"))  # not under pytest's root-only tmp directory
     data, sock = root / "data", root / "sock"
     sock.mkdir()
     if as_user:
@@ -238,6 +240,7 @@ def postgres(tmp_path_factory):
         yield f"postgresql://lt:Pg-s3cret-42@127.0.0.1:{port}/lt"
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _files_with(root: Path, secret: bytes) -> list[str]:

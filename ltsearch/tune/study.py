@@ -47,9 +47,11 @@ default) and the run prints one line saying so.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import pickle
+import random
 import time
 import uuid
 import weakref
@@ -103,8 +105,27 @@ def remote_without_database(spec: Any, run_dir: str) -> bool:
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """The study's RDB storage. Two sweeps that open a new database at once would both create its
+    tables ("table ... already exists"): the first creation is serialised by a lock file next to a
+    SQLite database, and an already-exists error from a concurrent creation is retried (the other
+    sweep's tables are then there)."""
+    import sqlalchemy.exc
+
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    lock = contextlib.nullcontext()
+    if url.startswith("sqlite:///"):
+        from filelock import FileLock
+
+        lock = FileLock(url[len("sqlite:///"):] + ".lock")
+    for attempt in range(5):
+        try:
+            with lock:
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.IntegrityError) as err:
+            if "already exists" not in str(err) and "duplicate" not in str(err).lower() or attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _safe(url: str) -> str:
@@ -394,6 +415,12 @@ class StoredOptunaSearch(OptunaSearch):
             return t
         return None
 
+    def _untaken(self) -> list[dict[str, Any]]:
+        """The configurations of a finite space that no trial of the study has taken yet."""
+        taken = self._taken_keys()
+        configs = finite_configurations(self._space.search, self._space.experiment) or []
+        return [c for c in configs if _params_key(c) not in taken]
+
     def _taken_keys(self) -> set[str]:
         """The configurations that a new proposal may not repeat (see ``_repeats``)."""
         return {_params_key(t.params) for t in self._ot_study.get_trials(deepcopy=False)
@@ -409,7 +436,11 @@ class StoredOptunaSearch(OptunaSearch):
         if self._finite is not None and self._finite <= self._taken_keys():
             self.exhausted = True  # every configuration of the space is evaluated or running
             return Searcher.FINISHED
-        for _ in range(MAX_REPEATS):
+        for attempt in range(MAX_REPEATS):
+            if self._finite is not None and attempt >= 3:  # a finite space nearly taken: ask for what is left
+                left = self._untaken()
+                if left:
+                    self._ot_study.enqueue_trial(left[random.Random(f"{self._session}:{attempt}").randrange(len(left))])
             config = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
             self._ot_study._storage.set_trial_user_attr(ot_trial._trial_id, SESSION_KEY, self._session)
