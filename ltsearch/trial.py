@@ -87,7 +87,7 @@ def base_row(exp: ExperimentSpec, ctx: TrialContext) -> dict[str, Any]:
         "dataset": exp.data.dataset, "arch": exp.model.arch, "imbalance": exp.data.imbalance, "seed": exp.seed,
         "epochs": plan.epochs, "config_key": config_key_for(exp),
         "config_json": json.dumps(exp.model_dump(by_alias=True), sort_keys=True, default=str),
-        "workers": ctx.workers, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
+        "workers": ctx.workers, "finished_at": time.time_ns() // 1000, **provenance(),
         **{param_column(k): param_value(v) for k, v in ctx.params.items() if k != "seed"},
     }
 
