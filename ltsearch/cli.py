@@ -198,11 +198,13 @@ def _preflight_data(spec: Any, cells: bool = True) -> None:
 
 
 def switch_notes(experiments: list[Any]) -> list[str]:
-    """One ``note:`` per method switch (``Plan.switches``: the 0-based epoch where DRW, DRS, a new
-    stage... begins) at or past the end of its trial (``Plan.epochs``): it never takes effect, so
-    the trial trains as if it were unset. A note, not an error: in a sweep some cells may cross the
-    end on purpose, and the trial is valid. The key is named where a ``switch_field`` of the
-    method's parameters holds that epoch; one line per distinct key, value and length."""
+    """One ``note:`` per method switch (``Plan.switches``: the 0-based epoch where DRW, DRS, hard
+    weighting... begins) at or past the end of its trial (``Plan.epochs``): it never takes effect,
+    so the trial trains as if it were unset. A note, not an error: in a sweep some cells may cross
+    the end on purpose, and the trial is valid. Only switches that a ``switch_field`` of the
+    method's parameters sets (named in the note) count: a stage boundary at the end (a two-stage
+    method's post-hoc stage 2 of 0 epochs, as τ-norm's) is how such a method works. One line per
+    distinct key, value and length."""
     from ltsearch.methods import method_plan
     from ltsearch.registry import METHODS
     from ltsearch.spec import epoch_units
@@ -218,9 +220,10 @@ def switch_notes(experiments: list[Any]) -> list[str]:
         switches = [k for k, unit in epoch_units(cls.Params).items() if unit == "switch"]
         for at in (s for s in plan.switches if s >= plan.epochs):
             keys = [k for k in switches if params.get(k) == at or (isinstance(params.get(k), list) and at in params[k])]
-            what = f"experiment.method.{keys[0]} = {at}" if keys else f"a switch of method {exp.method.name} at epoch {at}"
-            line = (f"note: {what} never takes effect: training has {plan.epochs} epochs (0 to {plan.epochs - 1}, "
-                    "counted from 0), so the trial trains as if it were unset")
+            if not keys:
+                continue
+            line = (f"note: experiment.method.{keys[0]} = {at} never takes effect: training has {plan.epochs} epochs "
+                    f"(0 to {plan.epochs - 1}, counted from 0), so the trial trains as if it were unset")
             if line not in out:
                 out.append(line)
     return out

@@ -106,6 +106,11 @@ def test_switch_past_the_end_of_training_prints_one_note(tmp_path, capsys):
     exp = lambda **kw: ExperimentSpec.model_validate({"method": {"name": "single", **kw}, "optim": {"epochs": 15}})  # noqa: E731
     assert switch_notes([exp(drw_epoch=14), exp(drs_epoch=3)]) == []  # the last epoch still switches
     assert "drs_epoch = 15" in switch_notes([exp(drs_epoch=15)])[0]
+    tau = ExperimentSpec.model_validate({"method": {"name": "tau_norm"}, "optim": {"epochs": 15}})
+    assert switch_notes([tau]) == []  # its post-hoc stage 2 (0 epochs) starts at the end: how it works
+    sdnhl = ExperimentSpec.model_validate({"method": {"name": "sdnhl", "hl_epoch": 20, "drw_epoch": 3},
+                                           "optim": {"epochs": 15}})
+    assert [n.split(" never")[0] for n in switch_notes([sdnhl])] == ["note: experiment.method.hl_epoch = 20"]
     r = runner.invoke(app, ["train", "search_spaces/quickstart.yaml", "--storage", str(tmp_path / "runs"),
                             "--set", "experiment.optim.epochs=1"])
     assert r.exit_code == 0 and r.output.count("note: experiment.method.drw_epoch = 12 never takes effect") == 1
