@@ -283,8 +283,10 @@ def per_class(trials: pd.DataFrame, per_class_df: pd.DataFrame, column: str = "t
                         customdata=list(zip(d["class_index"], d["split"])),
                         hovertemplate="class %{customdata[0]} (%{customdata[1]})<br>train count %{x}<br>%{y:.2f}<extra></extra>")
     for edge, text in group_edges(trials, list(dict.fromkeys(data["trial_id"]))):
-        fig.add_vline(x=edge, line={"dash": "dot", "color": "#999"}, annotation_text=text,
-                      annotation_position="top", annotation_font={"size": 10, "color": "#666"})
+        fig.add_vline(x=edge, line={"dash": "dot", "color": "#999"})
+        # on a log axis a shape takes the value, an annotation its log10 (plotly's convention)
+        fig.add_annotation(x=math.log10(edge), y=1, yref="paper", yanchor="bottom", text=text, showarrow=False,
+                           font={"size": 10, "color": "#666"})
     name = {"test_acc": "test accuracy (%)", "weight_norm": "classifier weight norm"}.get(column, column)
     fig.update_xaxes(type="log", title_text="training images of the class (log)")
     fig.update_yaxes(title_text=name)
