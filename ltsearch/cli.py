@@ -7,16 +7,46 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from ltsearch.errors import UserError, user_errors
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+
+class _App(TyperGroup):
+    """The ``ltsearch`` group: any command's output (``--help`` and ``--version`` too) may go to a
+    reader that stops early (``ltsearch status RUN | head``). The broken pipe then ends it quietly
+    with exit 0 (the reader has what it asked for) where click and rich would exit 1: both raise
+    ``SystemExit(1)`` while handling the ``BrokenPipeError`` (and point stdout elsewhere, so the
+    interpreter's last flush cannot fail again). SIGPIPE stays ignored (Python's default): its
+    default action would also kill ``ltsearch run`` on a broken socket."""
+
+    def invoke(self, ctx: Any) -> Any:
+        result = super().invoke(ctx)
+        sys.stdout.flush()  # a pipe closed after the last write fails here, inside click, not at exit
+        return result
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exit_:
+            if exit_.code in (0, None) or not isinstance(exit_.__context__, BrokenPipeError):
+                raise
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):  # stdout without a file descriptor
+                pass
+            raise SystemExit(0) from None
+
+
+app = typer.Typer(cls=_App, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter search and ablations for long-tailed image classification.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect long-tailed datasets.")
 cluster_app = typer.Typer(no_args_is_help=True, help="Ray cluster configurations.")
@@ -24,6 +54,22 @@ app.add_typer(data_app, name="data")
 app.add_typer(cluster_app, name="cluster")
 console = Console(soft_wrap=True)  # long lines are not re-wrapped at 80 columns in a log
 err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        import ltsearch
+
+        typer.echo(f"ltsearch {ltsearch.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print ltsearch's version and exit")] = False,
+) -> None:
+    pass
 
 
 def _fmt(v: Any) -> str:
@@ -209,6 +255,40 @@ def _preflight_data(spec: Any, trials: Any = ()) -> None:
     exps = [spec.experiment] + [t.exp for t in trials if t.exp.data == spec.experiment.data]  # the base data's counts
     for line in method_notices(exps, data.class_counts):
         console.print(f"notice: {line}", markup=False, highlight=False, soft_wrap=True)
+    for line in switch_notes(exps):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def switch_notes(experiments: list[Any]) -> list[str]:
+    """One ``note:`` per method switch (``Plan.switches``: the 0-based epoch where DRW, DRS, hard
+    weighting... begins) at or past the end of its trial (``Plan.epochs``): it never takes effect,
+    so the trial trains as if it were unset. A note, not an error: in a sweep some cells may cross
+    the end on purpose, and the trial is valid. Only switches that a ``switch_field`` of the
+    method's parameters sets (named in the note) count: a stage boundary at the end (a two-stage
+    method's post-hoc stage 2 of 0 epochs, as τ-norm's) is how such a method works. One line per
+    distinct key, value and length."""
+    from ltsearch.methods import method_plan
+    from ltsearch.registry import METHODS
+    from ltsearch.spec import epoch_units
+
+    out: list[str] = []
+    for exp in experiments:
+        try:
+            plan = method_plan(exp)
+            cls = METHODS.get(exp.method.name)
+            params = cls.validate_params(exp.method.params()).model_dump()
+        except Exception:  # noqa: BLE001 - an invalid section is reported by its trial
+            continue
+        switches = [k for k, unit in epoch_units(cls.Params).items() if unit == "switch"]
+        for at in (s for s in plan.switches if s >= plan.epochs):
+            keys = [k for k in switches if params.get(k) == at or (isinstance(params.get(k), list) and at in params[k])]
+            if not keys:
+                continue
+            line = (f"note: experiment.method.{keys[0]} = {at} never takes effect: training has {plan.epochs} epochs "
+                    f"(0 to {plan.epochs - 1}, counted from 0), so the trial trains as if it were unset")
+            if line not in out:
+                out.append(line)
+    return out
 
 
 @app.command()
@@ -296,7 +376,7 @@ def status(
 @app.command()
 @user_errors
 def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")],
+    run_dirs: Annotated[list[Path], typer.Argument(help="one or more run directories (one: its configurations against the baseline)")],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file (html default: compare.html; others: stdout)")] = None,
     format_: Annotated[str, typer.Option("--format", help="html, markdown, latex (booktabs) or csv")] = "html",
     baseline: Annotated[Optional[str], typer.Option(help="configuration for the paired differences (default: CE, else the first)")] = None,

@@ -16,7 +16,7 @@ import difflib
 import inspect
 import typing
 from functools import lru_cache
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -45,15 +45,24 @@ def params_model(fn: Callable[..., Any], skip: int = 0) -> type[BaseModel]:
                         __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True), **fields)
 
 
-def validate_kwargs(fn: Callable[..., Any], params: dict[str, Any], where: str, skip: int = 0) -> dict[str, Any]:
+def validate_kwargs(fn: Callable[..., Any], params: dict[str, Any], where: str, skip: int = 0, *,
+                    owner: str = "", also: dict[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """``params`` checked against ``fn``'s signature (names, types, ranges); returns them coerced
-    (e.g. an int where a float is declared). Raises a one-line ``UserError`` naming ``where.<key>``."""
+    (e.g. an int where a float is declared). Raises a one-line ``UserError`` naming ``where.<key>``.
+
+    ``also``: the other keys of the same YAML section, by whose they are (``{"method single":
+    [loss, drw_beta, ...]}`` beside ``owner`` ``"loss focal"``): a section that mixes a method's
+    own keys with its loss's sends every key it does not know to the loss, so an unknown key's
+    did-you-mean looks at all of them and the error lists both sets."""
     names = [p.name for p in settable(fn, skip)]
+    groups = {**(also or {}), owner: names}
     for key in params:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
+            close = difflib.get_close_matches(key, [k for keys in groups.values() for k in keys], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{where}.{key}: unknown parameter{hint}; allowed: {', '.join(names) or 'none'}")
+            allowed = "; ".join(f"{who}'s {', '.join(keys) or 'none'}" if who else ", ".join(keys) or "none"
+                                for who, keys in groups.items()) if also else ", ".join(names) or "none"
+            raise UserError(f"{where}.{key}: unknown parameter{hint}; allowed: {allowed}")
     model = params_model(fn, skip)
     try:
         validated = model.model_validate(params)

@@ -215,7 +215,9 @@ class SearchSpec(Strict):
     checkpoint_every: int = Field(1, ge=0)
     reuse_actors: bool = True
     initial: list[dict[str, Any]] = []  # optuna: configurations to evaluate first (points_to_evaluate)
-    loggers: list[Literal["csv", "json", "tensorboard", "mlflow", "wandb"]] = []
+    # Ray Tune result loggers; json (result.json per trial) by default, so Ray's ExperimentAnalysis /
+    # ResultGrid on RUN_DIR/_tune have every trial's metrics; [] writes none (Parquet is the record)
+    loggers: list[Literal["csv", "json", "tensorboard", "mlflow", "wandb"]] = ["json"]
     optuna_storage: str | None = None  # optuna: SQLAlchemy URL of the study (default RUN_DIR/optuna.db) or "memory"
     warm_start: list[str] = []  # optuna: earlier run directories whose ok trials the sampler starts from
 

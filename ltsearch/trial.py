@@ -92,7 +92,7 @@ def base_row(trial: ResolvedTrial, ctx: TrialContext) -> dict[str, Any]:
         "dataset": exp.data.dataset, "arch": exp.model.arch, "imbalance": exp.data.imbalance, "seed": exp.seed,
         "epochs": trial.plan.epochs, "config_key": trial.config_key,
         "config_json": json.dumps(exp.model_dump(by_alias=True), sort_keys=True, default=str),
-        "workers": trial.workers, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
+        "workers": trial.workers, "finished_at": time.time_ns() // 1000, **provenance(),
         **{param_column(k): param_value(v) for k, v in trial.params.items()},
     }
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import yaml
 from typer.testing import CliRunner
 
@@ -69,3 +71,75 @@ def test_mixup_with_hard_aware_is_refused(tmp_path):
                             "--set", "experiment.method.loss=hard_aware", "--set", "experiment.method.mixup_alpha=0.2"])
     assert r.exit_code == 2 and "mixup_alpha" in r.output and "Traceback" not in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_typo_beside_a_loss_names_the_method_and_the_loss_keys(tmp_path):
+    """single's section holds its own keys and its loss's: a typo of either gets a did-you-mean
+    over both and the error lists both sets."""
+    spec = yaml.safe_load(open("search_spaces/quickstart.yaml"))
+    spec["experiment"]["method"] = {"name": "single", "loss": "focal", "drw_epoch": 12, "drw_betta": 0.9}
+    p = tmp_path / "typo.yaml"
+    p.write_text(yaml.safe_dump(spec))
+    r = runner.invoke(app, ["train", str(p), "--storage", str(tmp_path / "runs")])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    line = " ".join(r.output.split())  # rich may fold the line at the terminal width
+    assert "experiment.method.drw_betta: unknown parameter (did you mean 'drw_beta'?)" in line
+    assert "method single's loss, sampler, drw_epoch, drw_beta," in line and "loss focal's gamma, form, weight" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_switch_past_the_end_of_training_prints_one_note(tmp_path, capsys):
+    """drw_epoch 40 of 15 epochs never switches: one note (at train, and at run for every planned
+    cell), and the trial still runs."""
+    from ltsearch.cli import _preflight_data, switch_notes
+    from ltsearch.spec import ExperimentSpec, load_spec
+
+    spec = yaml.safe_load(open("search_spaces/quickstart.yaml"))
+    spec["search"] = {"algorithm": "grid", "space": {"method.drw_epoch": {"grid": [5, 40]},
+                                                      "method.loss": {"grid": ["ce", "focal"]}}}
+    p = tmp_path / "late.yaml"
+    p.write_text(yaml.safe_dump(spec))
+    _preflight_data(load_spec(p, []))
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("note:")]
+    assert notes == ["note: experiment.method.drw_epoch = 40 never takes effect: training has 15 epochs (0 to 14, "
+                     "counted from 0), so the trial trains as if it were unset"]
+    exp = lambda **kw: ExperimentSpec.model_validate({"method": {"name": "single", **kw}, "optim": {"epochs": 15}})  # noqa: E731
+    assert switch_notes([exp(drw_epoch=14), exp(drs_epoch=3)]) == []  # the last epoch still switches
+    assert "drs_epoch = 15" in switch_notes([exp(drs_epoch=15)])[0]
+    tau = ExperimentSpec.model_validate({"method": {"name": "tau_norm"}, "optim": {"epochs": 15}})
+    assert switch_notes([tau]) == []  # its post-hoc stage 2 (0 epochs) starts at the end: how it works
+    sdnhl = ExperimentSpec.model_validate({"method": {"name": "sdnhl", "hl_epoch": 20, "drw_epoch": 3},
+                                           "optim": {"epochs": 15}})
+    assert [n.split(" never")[0] for n in switch_notes([sdnhl])] == ["note: experiment.method.hl_epoch = 20"]
+    r = runner.invoke(app, ["train", "search_spaces/quickstart.yaml", "--storage", str(tmp_path / "runs"),
+                            "--set", "experiment.optim.epochs=1"])
+    assert r.exit_code == 0 and r.output.count("note: experiment.method.drw_epoch = 12 never takes effect") == 1
+
+
+def test_version_and_compare_help():
+    import ltsearch
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"ltsearch {ltsearch.__version__}"
+    r = runner.invoke(app, ["compare", "--help"])
+    assert r.exit_code == 0 and "one or more run directories" in " ".join(r.output.split())
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
+    """``ltsearch status RUN | head``: the closed pipe ends every command with exit 0, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from ltsearch.results import ResultStore
+
+    ResultStore(tmp_path / "run").write_trial("t0", {"status": "ok", "method": "single", "loss": "ce", "seed": 0,
+                                                     "val_acc": 70.0, "test_acc": 69.0}, {})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for args in (["status", str(tmp_path / "run")], ["compare", str(tmp_path / "run"), "--format", "markdown"],
+                 ["data", "show", "cifar100"], ["--help"], ["--version"]):
+        p = subprocess.Popen([sys.executable, "-m", "ltsearch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env)
+        p.stdout.close()  # the reader is gone before the first line
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == 0 and err == "", (args, err)

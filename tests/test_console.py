@@ -164,10 +164,33 @@ def test_live_table_in_a_log_prints_whole_parameters():
     live = LiveTable(Console(file=buf))  # not a terminal: one line per finished trial
     trial = SimpleNamespace(trial_id="t1", config={"params": params})
     live.on_trial_start(0, [], trial)
-    live.on_trial_result(0, [], trial, {"epoch": 2, "val_acc": 61.25})
+    live.on_trial_result(0, [], trial, {"epoch": 2, "val_acc": 61.25, "trial_key": "1fecf9323624"})
     live.on_trial_complete(0, [], trial)
-    assert buf.getvalue() == ("trial t1 done: a_rather_long_parameter_name=1.5, loss=balanced_softmax, lr=0.01235, "
-                              "weight_decay=0.0005, another_long_name=label_aware_smooth val_acc=61.25\n")
+    assert buf.getvalue() == ("trial 1fecf9323624 (tune t1) done: a_rather_long_parameter_name=1.5, loss=balanced_softmax, "
+                              "lr=0.01235, weight_decay=0.0005, another_long_name=label_aware_smooth val_acc=61.25\n")
+
+
+def test_live_table_names_ltsearch_trial_ids_and_multi_seed_trials():
+    """ltsearch's id (the Parquet file's name) first, Tune's beside it; a multi-seed Optuna trial:
+    its first reported id and the number of seeds; before any result only Tune's id is known."""
+    from types import SimpleNamespace
+
+    from ltsearch.tune.live import LiveTable
+
+    buf = io.StringIO()
+    live = LiveTable(Console(file=buf))
+    multi = SimpleNamespace(trial_id="365ebf1c", config={"params": {"optim.lr": 0.1}})
+    live.on_trial_start(0, [], multi)
+    assert live.name("365ebf1c") == "(tune 365ebf1c)"
+    live.on_trial_result(0, [], multi, {"epoch": 1, "val_acc": 50.0, "trial_key": "aaaaaaaaaaaa"})  # seed 0's epochs
+    live.on_trial_result(0, [], multi, {"epoch": 2, "val_acc": 55.0, "trial_key": "cccccccccccc", "seeds": 3})
+    live.on_trial_complete(0, [], multi)
+    failed = SimpleNamespace(trial_id="b2", config={"params": {"optim.lr": 0.2}})
+    live.on_trial_start(0, [], failed)
+    live.on_trial_result(0, [], failed, {"epoch": 1, "val_acc": 10.0, "trial_key": "dddddddddddd"})
+    live.on_trial_error(0, [], failed)
+    assert buf.getvalue().splitlines() == ["trial aaaaaaaaaaaa +2 seeds (tune 365ebf1c) done: lr=0.1 val_acc=55.00",
+                                           "trial dddddddddddd (tune b2) failed: lr=0.2 val_acc=10.00"]
 
 
 def test_eta_before_any_trial_counts_every_stage():

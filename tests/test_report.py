@@ -63,7 +63,7 @@ def make_gamma_run(run: Path) -> Path:
             for seed in (0, 1, 2):
                 _trial(store, f"g{g}-lr{lr}-s{seed}", method="single", loss="focal", seed=seed,
                        params={"loss.gamma": g, "optim.lr": lr}, types=types, quality=q + (lr == 0.1),
-                       schedules={"drw_on": lambda e: float(e >= 2)}, sweep="gamma")
+                       schedules={"drw_on": lambda e: float(e >= 2), "drs_on": lambda e: 0.0}, sweep="gamma")
     for seed in (0, 1):
         _trial(store, f"ce-s{seed}", method="single", loss="ce", seed=seed, params={}, types=types,
                quality=-4.0, sweep="gamma")
@@ -250,12 +250,15 @@ def test_importance(gamma_run, hrdc_run):
     assert F.importance(imp).data[0].x is not None
     few = S.param_importance(load(hrdc_run)[0])
     assert isinstance(few, str) and "10" in few and F.importance(few) is None
+    # the report says why instead of leaving the section out (8 ok trials)
+    text = H.write_report(hrdc_run, Path(hrdc_run) / "imp.html").read_text()
+    assert "Parameter importance (fANOVA) is not shown: needs at least 10 ok trials with every parameter set (has 8)." in text
 
 
 def test_learning_curves(gamma_run, hrdc_run):
     trials, epochs, _ = load(gamma_run)
     data = S.learning_curves(trials, epochs)
-    assert set(data["column"]) == {"val_acc", "train_loss", "drw_on"}  # null schedules left out
+    assert set(data["column"]) == {"val_acc", "train_loss", "drw_on", "drs_on"}  # null schedules left out
     cfg = S.with_configs(trials)
     best = S.config_summary(trials)["config"].iloc[0]
     ids = cfg[cfg["config"] == best]["trial_id"]
@@ -263,6 +266,7 @@ def test_learning_curves(gamma_run, hrdc_run):
     got = data[(data["config"] == best) & (data["column"] == "train_loss")].sort_values("epoch")
     assert list(got["mean"]) == pytest.approx(list(e.groupby("epoch")["train_loss"].mean()))
     fig = F.learning_curves(trials, epochs)
+    assert [a.text for a in fig.layout.annotations] == ["val_acc", "train_loss", "drw_on"]  # drs_on: 0 throughout
     line = next(t for t in fig.data if t.name == best and t.mode == "lines" and t.yaxis == "y")
     assert list(line.y) == pytest.approx(list(e.groupby("epoch")["val_acc"].mean()))
     t2, e2, _ = load(hrdc_run)

@@ -23,10 +23,12 @@ for _mod in pkgutil.iter_modules(__path__):  # one module per loss family, each 
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 
-def check_loss_params(name: str, params: dict[str, Any], where: str = "method") -> dict[str, Any]:
-    """Loss ``name``'s parameters checked (names, types, ranges from its signature); coerced."""
+def check_loss_params(name: str, params: dict[str, Any], where: str = "method",
+                      also: dict[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """Loss ``name``'s parameters checked (names, types, ranges from its signature); coerced.
+    ``also``: the other keys of the section they sit in (``params.validate_kwargs``)."""
     cls = LOSSES.get(name, where=f"{where}.loss")
-    return validate_kwargs(cls.__init__, params, where, skip=2)
+    return validate_kwargs(cls.__init__, params, where, skip=2, owner=f"loss {name}", also=also)
 
 
 def resolved_loss_params(name: str, params: dict[str, Any]) -> dict[str, Any]:

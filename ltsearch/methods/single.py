@@ -34,7 +34,8 @@ class SingleParams(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "SingleParams":
-        check_loss_params(self.loss, self.loss_params(), where="experiment.method")
+        check_loss_params(self.loss, self.loss_params(), where="experiment.method",
+                          also={"method single": list(type(self).model_fields)})  # a typo of drw_beta lands here
         if self.mixup_alpha > 0 and self.loss == "hard_aware":
             raise ValueError("mixup_alpha: a mixed image has two labels, so there is no per-class training "
                              "accuracy for hard_aware's weights; use mixup_alpha: 0 with loss: hard_aware")

@@ -20,10 +20,11 @@ from typing import Sequence
 import pandas as pd
 
 from ltsearch.report import figures as F
+from ltsearch.report import params as P
 from ltsearch.report import stats as T
 from ltsearch.report import summary as S
 from ltsearch.report import tables
-from ltsearch.report.html import figure_div, page, run_name, table_html
+from ltsearch.report.html import read_spec, figure_div, page, run_name, table_html
 from ltsearch.results import load
 
 TOP = 5
@@ -85,15 +86,21 @@ def compact_best(trials: pd.DataFrame, top: int | None = TOP) -> pd.DataFrame:
 
 
 def param_table(runs: dict[str, pd.DataFrame], param: str, metric: str = "val_acc") -> pd.DataFrame:
-    """Rows = parameter values, one column per run: mean ± std of ``metric``."""
-    cols = {}
-    for name, trials in runs.items():
-        if param in trials:
-            d = S.param_curve(trials, param, metric)
-            cols[name] = {S.fmt_value(v): S.fmt_pm(m, s) for v, m, s in zip(d["value"], d["mean"], d["std"])}
-    df = pd.DataFrame(cols)
-    df.index.name = param
-    return df.fillna("—").reset_index()
+    """Rows = parameter values (sorted by value; binned alike in every run), one column per run:
+    mean ± std of ``metric`` (``params.shared_curves``). A numeric parameter gets one block of rows
+    per combination of the categorical parameters that vary with it (column ``other parameters``),
+    never an average over them; ``—`` where a run has no ok trial at that value."""
+    d = P.shared_curves(runs, param, metric)
+    if d.empty:
+        return pd.DataFrame(columns=[param])
+    d = d.assign(cell=[S.fmt_pm(m, s) for m, s in zip(d["mean"], d["std"])])
+    wide = d.pivot_table(index=["group", "value"], columns="run", values="cell", aggfunc="first", sort=True)
+    wide = wide[[n for n in runs if n in wide.columns]].fillna("—").reset_index()
+    wide.columns.name = None
+    wide.insert(1, param, [S.fmt_value(v) for v in wide.pop("value")])
+    if (wide["group"] == "").all():
+        return wide.drop(columns="group")
+    return wide.rename(columns={"group": "other parameters"})
 
 
 def shared_params(runs: dict[str, pd.DataFrame]) -> list[str]:
@@ -143,7 +150,9 @@ def paired_html(table: pd.DataFrame) -> str:
     return out.replace(" within noise</td>", " <b>within noise</b></td>")
 
 
-def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = None, top: int | None = TOP) -> str:
+def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = None, top: int | None = TOP,
+              spaces: dict[str, dict[str, dict]] | None = None) -> str:
+    """The compare page; ``spaces``: each run's ``search.space`` (the parameter axes, ``params.log_axis``)."""
     names = list(runs)
     side = "".join(f"<div><h3>{html.escape(n)}</h3><p class=\"muted\">{html.escape(_groups_line(t).strip())}</p>"
                    f"{table_html(compact_best(t, top))}</div>" for n, t in runs.items())
@@ -155,7 +164,7 @@ def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = N
     if base:
         sections.append((f"Paired per-seed differences vs {base}", paired_html(table)))
     for p in shared_params(runs):
-        sections.append((f"Parameter {p}", figure_div(F.compare_param_curves(runs, p), f"no ok trial sets {p}")))
+        sections.append((f"Parameter {p}", figure_div(F.compare_param_curves(runs, p, spaces=spaces), f"no ok trial sets {p}")))
     return page(f"ltsearch compare — {', '.join(names)}", sections, cdn)
 
 
@@ -179,7 +188,8 @@ def write_compare(run_dirs: Sequence[str | Path], out: str | Path | None, fmt: s
         return text
     if out is None:
         raise ValueError("fmt='html' needs an output path")
-    page_text = html_page(runs, cdn, baseline, top)
+    spaces = {name: P.search_space(read_spec(d)) for name, d in zip(runs, run_dirs)}
+    page_text = html_page(runs, cdn, baseline, top, spaces)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page_text, encoding="utf-8")

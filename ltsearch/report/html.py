@@ -5,8 +5,8 @@ plotly's CDN instead (small file, needs network to view). Sections: summary and 
 configurations, paired per-seed differences to a baseline (95 % CI), class-group bars, each searched
 parameter (a numeric one: one curve per combination of the categorical parameters that vary with
 it; a contour for each pair of numeric parameters; a heat map when exactly two categorical
-parameters are searched), parallel coordinates, parameter importance (10+ ok trials), learning
-curves, per-class accuracy and classifier weight norms of the best trial vs a baseline, failed
+parameters are searched), parallel coordinates, parameter importance (10+ ok trials; below that
+the section says why), learning curves, per-class accuracy and classifier weight norms of the best trial vs a baseline, failed
 trials, and ``spec.yaml`` when the run has one.
 """
 
@@ -77,7 +77,7 @@ def run_name(run_dir: str | Path, trials: pd.DataFrame) -> str:
     return _first(trials, "sweep") or Path(str(run_dir).rstrip("/")).name
 
 
-def _read_spec(run_dir: str | Path) -> str:
+def read_spec(run_dir: str | Path) -> str:
     p = Path(str(run_dir)) / "spec.yaml"
     try:
         return p.read_text() if p.is_file() else ""
@@ -104,17 +104,29 @@ def summary_html(trials: pd.DataFrame) -> str:
     return f'<table class="lt">{rows}</table>'
 
 
-def param_sections(trials: pd.DataFrame) -> list[tuple[str, str]]:
+def param_sections(trials: pd.DataFrame, spec: str = "") -> list[tuple[str, str]]:
+    """The parameter figures; ``spec``: the run's ``spec.yaml`` text, whose ``search.space`` sets
+    each numeric axis (log for ``loguniform``, ``params.log_axis``)."""
     params = S.searched_params(trials)
     cats = S.categorical_params(trials)
+    space = P.search_space(spec)
     out = []
     if len(cats) == 2:  # e.g. HRDC strategy × fusion (pooled over any numeric parameter)
         out.append((f"{cats[0]} × {cats[1]}", figure_div(F.heatmap(trials, *cats))))
     for a, b in P.numeric_pairs(trials):  # e.g. optim.lr × loss.gamma: a contour, like optuna's plot_contour
-        out.append((f"{a} × {b}", figure_div(F.contour(trials, a, b), "the trials' points lie on a line")))
+        out.append((f"{a} × {b}", figure_div(F.contour(trials, a, b, space), "the trials' points lie on a line")))
     for p in params:
-        out.append((f"Parameter {p}", figure_div(F.param_curve(trials, p), f"no ok trial sets {p}")))
+        out.append((f"Parameter {p}", figure_div(F.param_curve(trials, p, space), f"no ok trial sets {p}")))
     return out
+
+
+def importance_html(imp: dict[str, float] | str) -> str:
+    """The importance figure, or one line saying why there is none (e.g. fewer than 10 ok trials)."""
+    fig = F.importance(imp)
+    if fig is not None:
+        return figure_div(fig)
+    why = imp if isinstance(imp, str) and imp else "no parameter importance computed"
+    return f'<p class="muted">{html.escape(f"Parameter importance (fANOVA) is not shown: {why}.")}</p>'
 
 
 def failed_html(trials: pd.DataFrame) -> str:
@@ -146,6 +158,7 @@ def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFra
         return [("Results", '<p class="muted">this run has no finished trials yet</p>')]
     imp = S.param_importance(trials)
     _, _, why = S.best_and_baseline(trials)
+    spec = read_spec(run_dir)
     sections = [
         ("Summary", summary_html(trials)),
         ("Best configurations", '<p class="muted">mean ± std over the ok seeds, ranked by mean val accuracy; '
@@ -153,16 +166,15 @@ def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFra
                                 + table_html(S.best_table(trials, top=50))),
         *paired_section(trials, baseline),
         ("Accuracy by class group", figure_div(F.group_bars(trials), "no ok trials")),
-        *param_sections(trials),
+        *param_sections(trials, spec),
         ("Parallel coordinates", figure_div(F.parcoords(trials), "no searched parameters")),
-        ("Parameter importance", figure_div(F.importance(imp), imp if isinstance(imp, str) else "")),
+        ("Parameter importance", importance_html(imp)),
         ("Learning curves", figure_div(F.learning_curves(trials, epochs), "no epoch records")),
         ("Per-class test accuracy", (f'<p class="muted">baseline: {html.escape(why)}</p>' if why else "")
          + figure_div(F.per_class(trials, per_class), "no per-class records")),
         ("Classifier weight norms", figure_div(F.weight_norms(trials, per_class), "no weight norms recorded")),
         ("Failed and stopped trials", failed_html(trials)),
     ]
-    spec = _read_spec(run_dir)
     if spec:
         sections.append(("spec.yaml", f"<details><summary>show</summary><pre>{html.escape(spec)}</pre></details>"))
     return sections

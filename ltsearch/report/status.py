@@ -36,6 +36,7 @@ import yaml
 
 from ltsearch.errors import UserError
 from ltsearch.results.run_dir import driver_state, read_state
+from ltsearch.results.schema import upgrade
 from ltsearch.results.store import ResultStore
 
 TUNE_DIR = "_tune"
@@ -80,7 +81,7 @@ def _read_tables(store: ResultStore, files: list[pafs.FileInfo], columns: list[s
     tables = []
     for f in files:
         try:
-            t = pq.read_table(f.path, filesystem=store.fs)
+            t = upgrade(pq.read_table(f.path, filesystem=store.fs))  # old runs' text finished_at
             tables.append(t.select([c for c in columns if c in t.column_names]) if columns else t)
         except (OSError, pa.ArrowInvalid):  # replaced or removed while we read: skip
             continue

@@ -5,7 +5,8 @@
 in bold, configurations ranked by mean validation accuracy (the top ``top`` of each run, and the
 baseline); then the paired per-seed differences to the baseline, mean [95 % CI], with a dagger
 where the interval contains 0 (within seed noise). ``csv``: every configuration of every run, one
-row each, with the numbers behind both tables (means, stds, counts, paired differences).
+row each, with the numbers behind both tables (means, stds, counts, paired differences); the
+numbers to 4 decimals, the searched parameters' values at full precision (as stored).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import pandas as pd
 
 from ltsearch.report import stats as T
+from ltsearch.report import summary as S
 
 GROUPS = (("test_acc", "Overall"), ("test_many", "Many"), ("test_medium", "Medium"), ("test_few", "Few"))
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -114,6 +116,8 @@ def csv(runs: dict[str, pd.DataFrame], baseline: str | None = None) -> str:
     out = configs.drop(columns=["config_key", "label"]).rename(columns={"config": "configuration"})
     extra = diffs.drop(columns=["run", "config", "label"]).reset_index(drop=True)
     out = pd.concat([out.reset_index(drop=True), extra], axis=1)
+    params = [c for c in S.searched_params(out) if c in out]
+    out[params] = out[params].astype(object)  # float_format rounds float columns only: parameters stay exact
     buf = io.StringIO()
     out.to_csv(buf, index=False, float_format="%.4f")
     return buf.getvalue()

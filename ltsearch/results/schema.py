@@ -5,7 +5,13 @@ named by dotted path (``method.gamma``), typed from the search space so every fi
 ``epochs``: one row per trained epoch, with one float column per schedule value the method's plan
 declares (``alpha``, ``lambda``, ...). ``per_class``: one row per class of a finished trial.
 Accuracies are percentages; an empty many/medium/few group is null (NaN), never 0; ``split_many`` /
-``split_few`` are the thresholds the trial grouped its classes by (many: count > split_many).
+``split_few`` are the thresholds the trial grouped its classes by (many: count > split_many);
+``finished_at`` is when the trial's row was written, a UTC timestamp (microseconds).
+
+Readers of a run written by an older ltsearch pass each file's table through ``upgrade`` (the one
+place old layouts are converted): version ≤ 3 stored ``finished_at`` as text
+(``2026-12-02T00:33:13+0000``), which becomes the same timestamp, so old and new files of one run
+concatenate.
 """
 
 from __future__ import annotations
@@ -13,12 +19,15 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # 1: fixed schedule columns + schedules_json; 2: one column per schedule value a method declares,
-# trials.resumed_from; 3: trials.split_many, split_few
-SCHEMA_VERSION = 3
+# trials.resumed_from; 3: trials.split_many, split_few; 4: trials.finished_at a UTC timestamp (was text)
+SCHEMA_VERSION = 4
 
 _F, _I, _S = pa.float64(), pa.int64(), pa.string()
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+OLD_FINISHED_AT = "%Y-%m-%dT%H:%M:%S%z"  # versions 1-3: time.strftime of the local time with its offset
 
 TRIAL_FIELDS = [
     ("trial_id", _S), ("sweep", _S), ("status", _S), ("error", _S), ("method", _S), ("loss", _S), ("dataset", _S),
@@ -29,7 +38,7 @@ TRIAL_FIELDS = [
     ("train_images", _I), ("num_classes", _I), ("config_key", _S), ("config_json", _S),
     ("device", _S), ("workers", _I), ("resumed_from", _I), ("ltsearch_version", _S), ("torch_version", _S),
     ("ray_version", _S),
-    ("git_commit", _S), ("finished_at", _S), ("schema_version", _I),
+    ("git_commit", _S), ("finished_at", TIMESTAMP), ("schema_version", _I),
 ]
 
 EPOCH_FIELDS = [
@@ -42,6 +51,16 @@ PER_CLASS_FIELDS = [
     ("trial_id", _S), ("class_index", _I), ("train_count", _I), ("split", _S), ("test_acc", _F), ("val_acc", _F),
     ("weight_norm", _F),
 ]
+
+
+def upgrade(table: pa.Table) -> pa.Table:
+    """One results file's table as this version reads it: a text ``finished_at`` (schema ≤ 3)
+    parsed into the UTC timestamp (null where it does not parse); other tables unchanged."""
+    i = table.schema.get_field_index("finished_at")
+    if i < 0 or not pa.types.is_string(table.schema.field(i).type):
+        return table
+    parsed = pc.strptime(table.column(i), format=OLD_FINISHED_AT, unit="us", error_is_null=True)
+    return table.set_column(i, pa.field("finished_at", TIMESTAMP), parsed.cast(TIMESTAMP))
 
 
 def _meta() -> dict[bytes, bytes]:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ltsearch.results.schema import SCHEMA_VERSION, epochs_schema, per_class_schema, trials_schema
+from ltsearch.results.schema import SCHEMA_VERSION, epochs_schema, per_class_schema, trials_schema, upgrade
 
 DATASETS = ("trials", "epochs", "per_class")
 
@@ -144,7 +144,7 @@ class ResultStore:
                  if f.path.endswith(".parquet") and not Path(f.path).name.startswith((".", "_"))]
         if not files:
             return schema.empty_table().to_pandas()
-        tables = [pq.read_table(f, filesystem=self.fs) for f in sorted(files)]
+        tables = [upgrade(pq.read_table(f, filesystem=self.fs)) for f in sorted(files)]  # old runs' text finished_at
         return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
     def write_text(self, name: str, text: str) -> str:

@@ -1,4 +1,10 @@
-"""Optional experiment loggers (``search.loggers``), all Ray Tune's own callbacks; none is required.
+"""Experiment loggers (``search.loggers``, default ``[json]``), all Ray Tune's own callbacks.
+
+``json`` is on by default: it is cheap (one line per reported epoch in each trial's
+``result.json``) and it is what Ray's ``ExperimentAnalysis(RUN_DIR/_tune)`` and
+``Tuner.restore(...).get_results()`` read a trial's metrics from; without any result file their
+``dataframe()`` is empty (and warns once per trial). ``loggers: []`` turns it off. ltsearch passes
+these callbacks explicitly, so Tune's automatic loggers stay off (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``).
 
 =============  ===============================================  ====================
 name           callback                                         needs
