@@ -99,7 +99,10 @@ def test_switch_past_the_end_of_training_prints_one_note(tmp_path, capsys):
                                                       "method.loss": {"grid": ["ce", "focal"]}}}
     p = tmp_path / "late.yaml"
     p.write_text(yaml.safe_dump(spec))
-    _preflight_data(load_spec(p, []))
+    from ltsearch.tune.search import plan_sweep
+
+    late = load_spec(p, [])
+    _preflight_data(late, plan_sweep(late, str(tmp_path / "runs" / "late")).trials)  # as `ltsearch run` plans it
     notes = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("note:")]
     assert notes == ["note: experiment.method.drw_epoch = 40 never takes effect: training has 15 epochs (0 to 14, "
                      "counted from 0), so the trial trains as if it were unset"]

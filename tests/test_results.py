@@ -48,7 +48,7 @@ def test_finished_at_is_a_utc_timestamp_and_old_text_values_still_read(tmp_path)
     import pyarrow as pa
 
     from ltsearch.results.schema import TIMESTAMP, TRIAL_FIELDS, trials_schema, upgrade
-    from ltsearch.results.status import sweep_status
+    from ltsearch.report.status import sweep_status
 
     assert SCHEMA_VERSION == 4 and dict(TRIAL_FIELDS)["finished_at"] == pa.timestamp("us", tz="UTC")
     before = pd.Timestamp.now(tz="UTC").floor("s")
