@@ -62,7 +62,7 @@ def bare_sweep(spec: Any, num_cpus: int) -> tuple[list[tuple[float, float]], flo
             ray.shutdown()
 
 
-def _calibrate_images(epochs: int, seconds: float, cpus: float) -> int:
+def calibrate_images(epochs: int, seconds: float, cpus: float) -> int:
     """Images per class so that one trial trains for about ``seconds`` (measured in-process)."""
     from ltsearch.spec import resolve_experiment
 
@@ -99,7 +99,7 @@ def measure_sweep(opts: BenchOptions) -> dict[str, Any]:
 
     num_cpus = os.cpu_count() or 1
     slots = max(1, min(int(num_cpus // opts.cpus_per_trial), opts.trials))
-    images = _calibrate_images(opts.sweep_epochs, opts.trial_seconds, opts.cpus_per_trial)
+    images = calibrate_images(opts.sweep_epochs, opts.trial_seconds, opts.cpus_per_trial)
     spec = sweep_spec(opts.trials, opts.sweep_epochs, images, opts.cpus_per_trial)
     trained: dict[str, list[float]] = {"bare": [], "sweep": []}
     trial_s: list[float] = []
