@@ -29,10 +29,11 @@ def main() -> None:
         print(json.dumps(out, indent=1))
         return
     print(f"{out['machine']}")
-    print(f"{out['trials']} trials of one epoch ({out['trial_alone_s']:.2f} s alone), {out['slots']} at a time")
-    print(f"sweep {out['sweep_s']:.0f} s, bare Ray tasks {out['bare_s']:.0f} s: {out['overhead_ratio']:.2f}x, "
-          f"{out['per_trial_overhead_s']:.3f} s per trial")
-    print(f"against the ideal {out['ideal_s']:.0f} s: sweep {out['sweep_over_ideal']:.2f}x, bare "
+    print(f"{out['trials']} trials of one epoch ({out['trial_alone_s']:.2f} s as bare tasks, "
+          f"{out['trial_in_sweep_s']:.2f} s in the sweep), {out['slots']} at a time")
+    print(f"sweep {out['sweep_s']:.0f} s, bare Ray tasks {out['bare_s']:.0f} s; idle slot time per trial, "
+          f"sweep minus bare: {out['per_trial_overhead_s']:.3f} s; driver CPU {out['driver_cpu_per_trial_ms']:.0f} ms per trial")
+    print(f"each over its ideal (its trials' seconds / slots): sweep {out['sweep_over_ideal']:.2f}x, bare "
           f"{out['bare_over_ideal']:.2f}x (Ray Tune's published 10,000-trial run: {out['tune_published_over_ideal']:.2f}x)")
     print(f"driver memory: {out['driver_start_rss_mb']:.0f} MB at the start, {out['driver_peak_rss_mb']:.0f} MB at peak")
     ask = out["ask_ms"]

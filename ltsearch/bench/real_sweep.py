@@ -6,10 +6,14 @@ holds 1,000+ trials.
 Figures (``measure_real_sweep``):
 
 - ``sweep_s`` / ``bare_s``: wall seconds of the sweep and of the bare tasks (Ray's start included in
-  both); ``overhead_ratio`` = sweep / bare, ``per_trial_overhead_s`` = (sweep − bare) × slots / N.
-- ``ideal_s`` = N × the median seconds one trial takes alone / the parallel slots: what Ray Tune's
-  scalability page calls ideal (10,000 one-second trials on 16 CPUs: 625 s ideal, 715 s measured,
-  1.14×); ``sweep_over_ideal`` and ``bare_over_ideal`` are the same ratio here.
+  both; the two run one after the other, so load on a shared machine can differ between them).
+- ``sweep_over_ideal`` / ``bare_over_ideal``: each side's wall time over its own ideal, the sum of
+  its trials' own seconds (``run_trial`` from start to end: the sweep's ``train_seconds`` column,
+  the bare tasks' timings) divided by the parallel slots — what Ray Tune's scalability page calls
+  ideal (10,000 one-second trials on 16 CPUs: 625 s ideal, 715 s measured, 1.14×). Normalising each
+  side by its own trials keeps a change of training speed between the two runs out of the ratio.
+- ``per_trial_overhead_s``: idle slot time per trial, sweep minus bare: (wall × slots − the trials'
+  own seconds) / N for each side; ``driver_cpu_per_trial_ms``: the driver's CPU time per trial.
 - ``driver_peak_rss_mb``: the driver process's peak resident memory while the sweep runs (sampled
   every 0.2 s with psutil, which Ray ships), and at its start.
 - ``ask_ms``: the median seconds of ``StoredOptunaSearch.suggest`` (sampling, the repeat check,
@@ -76,25 +80,28 @@ def measure_sweep_at_scale(trials: int = 1000, trial_seconds: float = 1.0) -> di
     t = time.perf_counter()
     out, _ = bare_sweep(spec, num_cpus)
     bare_s = time.perf_counter() - t
-    one = median([s for s, _ in out])
+    bare_trials = sum(s for s, _ in out)
     with tempfile.TemporaryDirectory() as d:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         init_ray(None, num_cpus)
         try:
             with PeakRSS() as rss:
                 res = run_sweep(spec, storage=d, num_cpus=num_cpus)
         finally:
             ray.shutdown()
-        sweep_s = time.perf_counter() - t
+        sweep_s, driver_cpu = time.perf_counter() - t, time.process_time() - cpu
         rows = load(res.run_dir)[0]
         if len(rows) != trials or set(rows["status"]) != {"ok"}:
             raise RuntimeError(f"the sweep wrote {len(rows)} rows ({sorted(set(rows['status']))}) for {trials} trials")
-    ideal = trials * one / slots
-    return {"trials": trials, "slots": slots, "images_per_class": images, "trial_alone_s": one,
+        sweep_trials = float(rows["train_seconds"].sum())
+    return {"trials": trials, "slots": slots, "images_per_class": images,
+            "trial_alone_s": median([s for s, _ in out]), "trial_in_sweep_s": float(rows["train_seconds"].median()),
             "sweep_s": sweep_s, "bare_s": bare_s, "overhead_ratio": sweep_s / bare_s,
-            "per_trial_overhead_s": (sweep_s - bare_s) * slots / trials, "ideal_s": ideal,
-            "sweep_over_ideal": sweep_s / ideal, "bare_over_ideal": bare_s / ideal,
+            "sweep_ideal_s": sweep_trials / slots, "bare_ideal_s": bare_trials / slots,
+            "sweep_over_ideal": sweep_s * slots / sweep_trials, "bare_over_ideal": bare_s * slots / bare_trials,
             "tune_published_over_ideal": 715 / 625,
+            "per_trial_overhead_s": ((sweep_s * slots - sweep_trials) - (bare_s * slots - bare_trials)) / trials,
+            "driver_cpu_per_trial_ms": 1000 * driver_cpu / trials,
             "driver_start_rss_mb": rss.start / 2**20, "driver_peak_rss_mb": rss.peak / 2**20}
 
 
