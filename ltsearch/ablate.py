@@ -232,13 +232,14 @@ def _train(spec: Any, run_dir: str, seeds: list[int], cells: list[dict[str, Any]
 
 def print_path(table: pd.DataFrame, meta: dict[str, Any], out: Console) -> None:
     from ltsearch.report import ablation as A
-    from ltsearch.show import rich_table
+    from ltsearch.show import rich_table, table_console
 
+    out = table_console(out)
     out.print(f"ablation path: {meta['source']} → {meta['target']} (seeds {', '.join(map(str, meta['seeds']))}"
               + (f" on subsets {', '.join(map(str, meta['subset_seeds']))}" if len(meta["subset_seeds"]) > 1 else "")
               + f"; {meta['candidates']} candidates, {meta['trained']} trials trained now)", markup=False)
     out.print(rich_table(A.display(table), "each step: the flip that gains most val accuracy; Δ test accuracy vs "
-                                           "the step before, mean [95% CI] over paired seeds", fit=out.is_terminal))
+                                           "the step before, mean [95% CI] over paired seeds", wide="flip", fit=out.is_terminal))
     deltas = [d for d in table["delta_overall"][1:] if not math.isnan(d)]
     scale = max([abs(d) for d in deltas] + [1e-9])
     for _, r in table.iloc[1:].iterrows():

@@ -164,7 +164,7 @@ def test_ablate_end_to_end(tmp_path):
     r = _ltsearch("run", str(spec), "--storage", str(tmp_path), "--no-report")
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "abl"
-    out = _ltsearch("ablate", str(run), "--from", "ce", "--to", "ldam(drw_epoch=1)", "--format", "csv")
+    out = _ltsearch("ablate", str(run), "--from", "single(loss=ce)", "--to", "single(loss=ldam, drw_epoch=1)", "--format", "csv")
     assert out.returncode == 0, out.stderr[-3000:]
     table = pd.read_csv(io.StringIO(out.stdout))
     assert list(table["step"]) == [0, 1, 2] and set(table["parameter"][1:]) == {"method.loss", "method.drw_epoch"}
@@ -172,10 +172,59 @@ def test_ablate_end_to_end(tmp_path):
     abl = pd.concat([pd.read_parquet(p) for p in (run / "ablation" / "trials").glob("*.parquet")])
     assert len(abl) == 4 and (abl["status"] == "ok").all() and abl["sweep"].eq("ablation").all()
     assert table["delta_overall"][1:].sum() == pytest.approx(table["overall"].iloc[-1] - table["overall"].iloc[0], abs=1e-3)
-    again = _ltsearch("ablate", str(run), "--from", "ce", "--to", "ldam(drw_epoch=1)")
+    again = _ltsearch("ablate", str(run), "--from", "single(loss=ce)", "--to", "single(loss=ldam, drw_epoch=1)")
     assert again.returncode == 0 and "training" not in again.stderr  # every row reused
-    assert "ablation path: ce → ldam(drw_epoch=1)" in again.stdout
+    assert "ablation path: single(loss=ce) → single(loss=ldam, drw_epoch=1)" in again.stdout
     rep = _ltsearch("report", str(run))
-    assert rep.returncode == 0 and "Ablation path: ce → ldam(drw_epoch=1)" in (run / "report.html").read_text()
+    assert rep.returncode == 0 and "Ablation path: single(loss=ce) → single(loss=ldam, drw_epoch=1)" in (run / "report.html").read_text()
     bad = _ltsearch("ablate", str(run), "--to", "nope")
     assert bad.returncode == 2 and "--to 'nope': no such configuration" in bad.stderr
+
+
+def test_the_command_on_a_run_whose_candidates_all_have_rows(tmp_path):
+    """A run of CE and LDAM-DRW plus, trained beside them, the two candidates of the path's first step:
+    `ltsearch ablate` needs no Ray, prints the path, its CSV, and writes RUN_DIR/ablation/path.json."""
+    from typer.testing import CliRunner
+
+    from conftest import tiny_experiment
+
+    from ltsearch.cli import app
+    from ltsearch.results.run_dir import RunState
+    from ltsearch.results.store import ResultStore
+    from ltsearch.spec import dump_spec, validate_spec_dict
+    from ltsearch.trial import TrialContext, execute, trial_for
+    from ltsearch.tune.search import param_types_for
+
+    methods = [{"name": "single", "loss": "ce"}, {"name": "single", "loss": "ldam", "drw_epoch": 1}]
+    spec = validate_spec_dict({"name": "abl", "experiment": tiny_experiment(),
+                               "search": {"space": {"method": {"grid": methods}}, "seeds": [0, 1]}})
+    run = tmp_path / "abl"
+    RunState(str(run)).start("test")
+    ResultStore(run).write_text("spec.yaml", dump_spec(spec))
+    ctx = TrialContext("abl", str(run), param_types_for(spec))
+    for m in methods:
+        for s in (0, 1):
+            execute(trial_for(spec, {"method": m}, s), ctx)
+    # the candidates (LDAM without DRW, CE with DRW), as `ablate` would train them into RUN_DIR/ablation
+    abl_ctx = TrialContext("ablation", str(run / "ablation"))
+    for m in ({"name": "single", "loss": "ldam"}, {"name": "single", "loss": "ce", "drw_epoch": 1}):
+        for s in (0, 1):
+            execute(trial_for(spec, {"method": m}, s), abl_ctx)
+    runner = CliRunner()
+    r = runner.invoke(app, ["ablate", str(run), "--from", "single(loss=ce)", "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(io.StringIO(r.stdout))
+    assert list(table["step"]) == [0, 1, 2] and sorted(table["parameter"][1:]) == ["method.drw_epoch", "method.loss"]
+    assert table["config"].iloc[0] == "single(loss=ce)" and table["config"].iloc[-1] == "single(loss=ldam, drw_epoch=1)"
+    assert table["delta_overall"][1:].sum() == pytest.approx(table["overall"].iloc[-1] - table["overall"].iloc[0], abs=1e-3)
+    meta, path = A.read_path((run / "ablation" / "path.json").read_text())
+    assert meta["trained"] == 0 and meta["seeds"] == [0, 1] and len(path) == 3
+    text = runner.invoke(app, ["ablate", str(run), "--from", "single(loss=ce)"])
+    assert text.exit_code == 0 and "ablation path: single(loss=ce) → single(loss=ldam, drw_epoch=1)" in text.stdout
+    from ltsearch.report.html import ablation_section
+
+    assert ablation_section(run)[0][0] == "Ablation path: single(loss=ce) → single(loss=ldam, drw_epoch=1)"
+    same = runner.invoke(app, ["ablate", str(run), "--from", "single(loss=ce)", "--to", "single(loss=ce)"])
+    assert same.exit_code == 2 and "nothing to ablate" in same.output
+    bad = runner.invoke(app, ["ablate", str(run), "--seeds", "0,x"])
+    assert bad.exit_code == 2 and "--seeds" in bad.output
