@@ -9,8 +9,9 @@ subset draw's share of the variance, on Fashion-MNIST-LT (imbalance 100), offlin
 2. **Every seed.** The same spec without the race into the same run directory: the race's trials
    are the same trials (one trial id, one result) and are kept; the rest of the 8 × 10 are trained.
    The best configuration by mean validation accuracy over all 10 seeds is compared with the race's.
-3. **Ablation paths** (``ltsearch ablate``): CE → the best configuration, and CE → LDAM-DRW (is it
-   the margin or the deferred re-weighting? LDAM without DRW is not in the grid: it is trained).
+3. **Ablation paths** (``ltsearch ablate``): CE → the best configuration (every seed), and CE →
+   LDAM-DRW over seeds 0–4 (is it the margin or the deferred re-weighting? LDAM without DRW is not
+   in the grid: it is trained into ``RUN_DIR/ablation``).
 4. **Subset draw vs initialisation.** CE and balanced softmax over ``search.subset_seeds: [0, 1, 2]``
    × seeds 0–2 (a run of its own), decomposed by ``ltsearch.report.variance``.
 
@@ -47,9 +48,11 @@ METHODS = [  # whole method sections, one configuration each
 
 
 def experiment(epochs: int) -> dict[str, Any]:
-    """fashion_lt_benchmark's recipe (LDAM-DRW's, scaled): 200 → ``epochs`` with every epoch setting at
-    the same fraction of training (warm-up 1, lr × 0.01 at 80 % and 90 %, DRW at 80 %)."""
-    m1, m2 = round(0.8 * epochs), max(round(0.8 * epochs) + 1, round(0.9 * epochs))
+    """fashion_lt_benchmark's recipe (LDAM-DRW's: SGD, lr 0.1, momentum 0.9, weight decay 2e-4, batch
+    128), scaled from 200 epochs to ``epochs`` with every epoch setting at the same fraction of
+    training, floored: warm-up 1, lr × 0.01 at 80 % and 90 % (6 epochs: 4 and 5), DRW from 80 %."""
+    m1 = drw_epoch(epochs)
+    m2 = max(m1 + 1, int(0.9 * epochs))
     return {"data": {"dataset": "fashion_mnist", "imbalance": 100}, "model": {"arch": "auto"},
             "method": {"name": "single", "loss": "ce"},
             "optim": {"lr": 0.1, "momentum": 0.9, "weight_decay": 2.0e-4, "batch_size": 128, "epochs": epochs,
@@ -57,8 +60,12 @@ def experiment(epochs: int) -> dict[str, Any]:
             "device": "cpu"}
 
 
+def drw_epoch(epochs: int) -> int:
+    return int(0.8 * epochs)  # 160 of 200
+
+
 def specs(epochs: int, max_seeds: int) -> dict[str, dict[str, Any]]:
-    drw = round(0.8 * epochs)
+    drw = drw_epoch(epochs)
     methods = [{k: (drw if v == "DRW" else v) for k, v in m.items()} for m in METHODS]
     race = {"name": "fashion_race", "experiment": experiment(epochs),
             "search": {"algorithm": "grid", "space": {"method": {"grid": methods}}, "seeds": list(range(max_seeds)),
@@ -135,8 +142,8 @@ def main() -> None:
     out["compare_every_seed"] = ltsearch("compare", str(race_dir), "--format", "markdown", "--top", "0")[0].stdout
     # 3. ablation paths
     out["ablation"] = {}
-    ldam_drw = f"single(loss=ldam, drw_epoch={round(0.8 * args.epochs)})"  # the report's label of the section
-    for name, extra in (("ce_to_best", []), ("ce_to_ldam_drw", ["--to", ldam_drw])):
+    ldam_drw = f"single(loss=ldam, drw_epoch={drw_epoch(args.epochs)})"  # the report's label of the section
+    for name, extra in (("ce_to_best", []), ("ce_to_ldam_drw", ["--to", ldam_drw, "--seeds", "0,1,2,3,4"])):
         r, wall = ltsearch("ablate", str(race_dir), "--from", "single(loss=ce)", *extra, "--format", "csv")
         text, _ = ltsearch("ablate", str(race_dir), "--from", "single(loss=ce)", *extra)
         out["wall_s"][f"ablate_{name}"] = wall
