@@ -13,6 +13,7 @@ shows as a section.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -182,22 +183,32 @@ def ablate(run_dir: str, from_: str | None = None, to: str | None = None, seeds:
     units = [(b, s) for b in subsets for s in seeds]
     resolver = Resolver(spec)
     labels = {str(k): str(label) for label, k in one["resolved_key"].items()}
-    trained = 0
-    while True:
-        result = A.greedy_path(source, target, resolver.key, A.score_of(rows, units))
-        if result.done:
-            break
-        cells = []
-        for cand in result.missing:
-            key, params = resolver(cand.leaves)  # type: ignore[misc]
-            have = set(zip(*[rows.loc[(rows["config_key"] == key) & rows["status"].isin(["ok", "failed"]), c]
-                             for c in ("subset_seed", "seed")]))
-            cells += [{**params, "subset_seed": b, "seed": s} for b, s in units if (b, s) not in have]
-        log(f"ablation step {len(result.steps)}: training {len(cells)} trial(s) of {len(result.missing)} "
-            f"candidate(s) into {run_dir}/{ABLATION_DIR}")
-        _train(spec, run_dir, seeds, cells, address, log)
-        trained += len(cells)
-        rows = all_rows(run_dir, spec.experiment.data.subset_seed)
+    trained, last_asked = 0, None
+    with contextlib.ExitStack() as ray_up:  # Ray started at the first training, kept for the next steps
+        while True:
+            result = A.greedy_path(source, target, resolver.key, A.score_of(rows, units))
+            if result.done:
+                break
+            asked = sorted(c.key for c in result.missing)
+            if asked == last_asked:  # trained, and still no rows: do not ask Tune again and again
+                raise UserError(f"the candidates' trials ended without rows in {run_dir}/{ABLATION_DIR} (see its "
+                                "_tune/ logs); fix the cause and run `ltsearch ablate` again")
+            last_asked = asked
+            if not trained:
+                from ltsearch.tune.search import ray_session
+
+                ray_up.enter_context(ray_session(address))
+            cells = []
+            for cand in result.missing:
+                key, params = resolver(cand.leaves)  # type: ignore[misc]
+                have = set(zip(*[rows.loc[(rows["config_key"] == key) & rows["status"].isin(["ok", "failed"]), c]
+                                 for c in ("subset_seed", "seed")]))
+                cells += [{**params, "subset_seed": b, "seed": s} for b, s in units if (b, s) not in have]
+            log(f"ablation step {len(result.steps)}: training {len(cells)} trial(s) of {len(result.missing)} "
+                f"candidate(s) into {run_dir}/{ABLATION_DIR}")
+            _train(spec, run_dir, seeds, cells, address, log)
+            trained += len(cells)
+            rows = all_rows(run_dir, spec.experiment.data.subset_seed)
     table = A.path_table(result, rows, units, labels)
     meta = {"run": run_dir, "source": str(configs.loc[src, "label"]), "target": str(configs.loc[dst, "label"]),
             "seeds": seeds, "subset_seeds": subsets, "trained": trained,
@@ -226,8 +237,9 @@ def _train(spec: Any, run_dir: str, seeds: list[int], cells: list[dict[str, Any]
     result = run_sweep(abl, storage=run_dir, address=address, plan=plan, warn=log,
                        command=f"ltsearch ablate {run_dir}")
     if result.interrupted:
-        raise UserError(f"interrupted ({result.interrupted}); run `ltsearch ablate {run_dir}` again to go on "
-                        "(the trials that finished are kept)")
+        log(f"interrupted ({result.interrupted}); run `ltsearch ablate {run_dir}` again to go on "
+            "(the trials that finished are kept, the others continue from their checkpoints)")
+        raise typer.Exit(code=130 if result.interrupted == "SIGINT" else 143)
 
 
 def print_path(table: pd.DataFrame, meta: dict[str, Any], out: Console) -> None:
