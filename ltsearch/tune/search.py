@@ -386,6 +386,8 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
         state.start(command)
         store.write_text("spec.yaml", dump_spec(spec))
         state.end("finished")
+        if spec.search.race is not None and race_summary(run_dir):
+            warn(race_summary(run_dir))
         return SweepResult(run_dir, plan.planned, plan.skipped, 0, finished=plan.planned)
     remember(spec.search.optuna_storage)  # a password stays in memory, for a restored searcher
     with ray_session(address, num_cpus):
