@@ -160,7 +160,8 @@ def test_ablate_end_to_end(tmp_path):
     spec = tmp_path / "abl.yaml"
     spec.write_text(yaml.safe_dump({"name": "abl", "experiment": EXPERIMENT, "search": {
         "space": {"method": {"grid": [{"name": "single", "loss": "ce"},
-                                      {"name": "single", "loss": "ldam", "drw_epoch": 1}]}}, "seeds": [0, 1]}}))
+                                      {"name": "single", "loss": "ldam", "drw_epoch": 1}]}}, "seeds": [0, 1]}},
+                                    sort_keys=False))  # a section's label starts with its name
     r = _ltsearch("run", str(spec), "--storage", str(tmp_path), "--no-report")
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "abl"
