@@ -452,14 +452,16 @@ def cluster_validate(files: Annotated[list[Path], typer.Argument(help="cluster Y
 
 
 def _register_commands() -> None:
-    """Commands that live beside their implementation (``reproduce``, ``data verify``, ``bench``),
+    """Commands that live beside their implementation (``reproduce``, ``data verify``, ``bench``, ``ablate``),
     registered the same way as those above: their function, under their name."""
+    from ltsearch import ablate
     from ltsearch.bench import cli as bench_cli
     from ltsearch.reproduce import cli as reproduce_cli
 
     app.command("reproduce")(reproduce_cli.reproduce)
     data_app.command("verify")(reproduce_cli.data_verify)
     app.command("bench")(bench_cli.bench)
+    app.command("ablate")(ablate.ablate_cmd)
 
 
 _register_commands()

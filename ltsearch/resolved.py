@@ -83,16 +83,23 @@ def with_method_defaults(exp: ExperimentSpec) -> ExperimentSpec:
 
 
 def resolve_trial(base: ExperimentSpec, params: dict[str, Any] | None = None, seed: int | None = None,
-                  cpus: float | None = None, workers: int = 1, source: str = "search.space") -> ResolvedTrial:
+                  cpus: float | None = None, workers: int = 1, source: str = "search.space",
+                  subset_seed: int | None = None) -> ResolvedTrial:
     """The trial of ``base`` with the searched ``params`` (dotted paths below ``experiment``; a
-    ``seed`` entry or ``seed`` sets the seed), ``cpus`` = ``resources.cpus_per_worker`` and
-    ``workers`` = ``resources.workers``."""
+    ``seed`` entry or ``seed`` sets the seed; a ``subset_seed`` entry or ``subset_seed`` sets
+    ``data.subset_seed``, the long-tailed subset's draw of ``search.subset_seeds``), ``cpus`` =
+    ``resources.cpus_per_worker`` and ``workers`` = ``resources.workers``. Neither seed is a
+    searched value (no parameter column: the trials table has ``seed`` and ``subset_seed``)."""
     values = dict(params or {})
     if seed is not None:
         values["seed"] = seed
+    subset = values.pop("subset_seed", None) if subset_seed is None else subset_seed
+    values.pop("subset_seed", None)
+    searched = {k: v for k, v in values.items() if k != "seed" and not k.startswith("_")}
+    if subset is not None:
+        values["data.subset_seed"] = subset
     exp = resolve_experiment(base, values, source=source) if values else base
     exp = with_method_defaults(resolve_defaults(exp, cpus=cpus))
-    searched = {k: v for k, v in values.items() if k != "seed" and not k.startswith("_")}
     return ResolvedTrial(exp=exp, plan=method_plan(exp), trial_id=_hash(identity_tree(exp, workers)),
                          config_key=_hash(configuration_tree(exp, workers)), params=searched, workers=workers)
 

@@ -118,6 +118,10 @@ def smoke_spec(spec: Spec, overrides: Sequence[str] = ()) -> Spec:
     search.update(seeds=search["seeds"][:1], num_samples=min(search.get("num_samples", 1), 2), max_failures=0,
                   warm_start=[])  # earlier full-scale runs are not this toy run's history
     search.pop("optuna_storage", None)  # the study goes to <name>_smoke, never a shared database
+    if search.get("race"):  # a race of two seeds: the smallest that still decides (search.race)
+        search.update(seeds=list(spec.search.seeds[:2]), race={**search["race"], "min_seeds": 2, "max_seeds": 2})
+    if search.get("subset_seeds"):
+        search["subset_seeds"] = search["subset_seeds"][:2]
     if search.get("grace_period"):
         search["grace_period"] = 1
     raw["resources"] = {"workers": min(raw["resources"]["workers"], 2), "cpus_per_worker": 1, "gpus_per_worker": 0}

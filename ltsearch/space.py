@@ -55,8 +55,37 @@ def plan_cells(search: SearchSpec, experiment: ExperimentSpec) -> list[dict[str,
 
     grid: the Cartesian product of the ``grid`` entries; other distributions get ``num_samples``
     seeded draws, each crossed with the grid. random: ``num_samples`` seeded draws of everything.
-    Each configuration is repeated over ``search.seeds``.
+    Each configuration is repeated over ``seed_units`` (``search.seeds``, crossed with
+    ``search.subset_seeds`` when it is set: the cell then also names its ``subset_seed``).
     """
+    return [{**c, **unit} for c in plan_configurations(search, experiment) for unit in seed_units(search)]
+
+
+def seed_units(search: SearchSpec) -> list[dict[str, int]]:
+    """The seeds every configuration is trained with, in the order a trial's seed loop trains them:
+    ``{"seed": s}`` for each of ``search.seeds``; with ``search.subset_seeds``, ``{"subset_seed": b,
+    "seed": s}`` for each subset b and each seed s (subset by subset, so a process that trains them
+    in turn builds each subset once). Two configurations trained on one unit share its subset and
+    its initialisation seed: they are paired."""
+    if not search.subset_seeds:
+        return [{"seed": s} for s in search.seeds]
+    return [{"subset_seed": b, "seed": s} for b in search.subset_seeds for s in search.seeds]
+
+
+def race_units(search: SearchSpec) -> list[dict[str, int]]:
+    """The units a race adds one at a time (``search.race``): the first ``max_seeds`` of
+    ``search.seeds``; with ``search.subset_seeds``, the k-th seed is trained on the subset
+    ``subset_seeds[k % len(subset_seeds)]``, so the race's spread covers both sources of variance."""
+    assert search.race is not None
+    seeds = search.seeds[: search.race.max_seeds]
+    subsets = search.subset_seeds
+    if not subsets:
+        return [{"seed": s} for s in seeds]
+    return [{"subset_seed": subsets[k % len(subsets)], "seed": s} for k, s in enumerate(seeds)]
+
+
+def plan_configurations(search: SearchSpec, experiment: ExperimentSpec) -> list[dict[str, Any]]:
+    """The configurations of a grid or random search (active parameters only, no seeds), in plan order."""
     base = experiment.model_dump(by_alias=True)
     rng = np.random.default_rng(search.seed)
     space = search.space
@@ -73,7 +102,7 @@ def plan_cells(search: SearchSpec, experiment: ExperimentSpec) -> list[dict[str,
             if key not in seen:
                 seen.add(key)
                 configs.append(params)
-    return [{**c, "seed": s} for c in configs for s in search.seeds]
+    return configs
 
 
 def finite_configurations(search: SearchSpec, experiment: ExperimentSpec, limit: int = 100_000) -> list[dict[str, Any]] | None:

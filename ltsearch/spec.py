@@ -198,14 +198,38 @@ def space_order(space: dict[str, "Dist"]) -> list[str]:
                          "before it); a conditional parameter cannot depend on itself through others") from None
 
 
+class RaceSpec(Strict):
+    """Seed racing (``search.race``, ``ltsearch.tune.race``): every configuration starts with
+    ``min_seeds`` seeds; a seed is added only to configurations whose ``confidence`` Student-t
+    interval of the mean ``search.metric`` still overlaps the best configuration's, until the best
+    is the only one left or they reach ``max_seeds``. The seeds are the first ``max_seeds`` of
+    ``search.seeds`` (default ``0 .. max_seeds - 1``)."""
+
+    min_seeds: int = Field(2, ge=2)
+    max_seeds: int = Field(10, ge=2)
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "RaceSpec":
+        if self.max_seeds < self.min_seeds:
+            raise ValueError(f"max_seeds ({self.max_seeds}) must be at least min_seeds ({self.min_seeds})")
+        return self
+
+
+Mode = Literal["max", "min"]
+
+
 class SearchSpec(Strict):
     algorithm: Literal["grid", "random", "optuna"] = "grid"
     sampler: Literal["tpe", "cmaes", "gp", "random"] = "tpe"
     space: dict[str, Dist] = {}
     seeds: list[int] = [0]
+    # the long-tailed subset's draw (experiment.data.subset_seed) as a second seed: every
+    # configuration is repeated over these subsets x search.seeds (None: the experiment's own subset)
+    subset_seeds: list[int] | None = None
     num_samples: int = Field(1, ge=1)
-    metric: str = "val_acc"
-    mode: Literal["max", "min"] = "max"
+    metric: str | list[str] = "val_acc"  # a list of two or more: a multi-objective Optuna search
+    mode: Mode | list[Mode] = "max"  # one for every metric, or one per metric
     scheduler: Literal["none", "asha"] = "none"
     grace_period: int | None = Field(None, ge=1)
     reduction_factor: float = Field(3.0, gt=1)
@@ -220,6 +244,7 @@ class SearchSpec(Strict):
     loggers: list[Literal["csv", "json", "tensorboard", "mlflow", "wandb"]] = ["json"]
     optuna_storage: str | None = None  # optuna: SQLAlchemy URL of the study (default RUN_DIR/optuna.db) or "memory"
     warm_start: list[str] = []  # optuna: earlier run directories whose ok trials the sampler starts from
+    race: RaceSpec | None = None  # seed racing over a grid / random search (RaceSpec)
 
     @field_validator("optuna_storage")
     @classmethod
@@ -242,17 +267,96 @@ class SearchSpec(Strict):
         algorithm = info.data.get("algorithm", "grid")
         if v and algorithm != "optuna":
             raise ValueError(f"only an Optuna search uses it (search.algorithm is {algorithm!r}, not 'optuna')")
+        if v and info.field_name == "warm_start" and isinstance(info.data.get("metric"), list):
+            raise ValueError("a warm start gives the sampler one value per trial; a multi-objective search "
+                             "(search.metric is a list) starts without one")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _race_seeds(cls, data: Any) -> Any:
+        """A race without ``search.seeds`` races over ``0 .. max_seeds - 1``."""
+        if isinstance(data, dict) and isinstance(data.get("race"), dict) and "seeds" not in data:
+            data = {**data, "seeds": list(range(int(data["race"].get("max_seeds", 10))))}
+        return data
 
     @field_validator("metric")
     @classmethod
-    def _no_test_metric(cls, v: str) -> str:
-        if v.startswith("test"):
-            raise ValueError(
-                f"{v!r} is a test-set metric; search and selection run on the validation split "
-                "(use val_acc, val_many, val_medium, val_few or train_loss)"
-            )
+    def _no_test_metric(cls, v: str | list[str], info: ValidationInfo) -> str | list[str]:
+        for m in ([v] if isinstance(v, str) else v):
+            if m.startswith("test"):
+                raise ValueError(
+                    f"{m!r} is a test-set metric; search and selection run on the validation split "
+                    "(use val_acc, val_many, val_medium, val_few or train_loss)"
+                )
+        if isinstance(v, list):
+            if len(v) < 2 or len(set(v)) != len(v):
+                raise ValueError("a list of metrics (a multi-objective search) needs two or more distinct metrics; "
+                                 "give one metric as a plain value")
+            algorithm = info.data.get("algorithm", "grid")
+            if algorithm != "optuna":
+                raise ValueError(f"a list of metrics is a multi-objective Optuna search (search.algorithm is "
+                                 f"{algorithm!r}; set it to optuna, or give one metric)")
+            if info.data.get("sampler") == "cmaes":
+                raise ValueError("CMA-ES optimises one objective; a multi-objective search (a list of metrics) "
+                                 "runs with search.sampler: tpe, gp or random")
         return v
+
+    @field_validator("mode")
+    @classmethod
+    def _modes(cls, v: str | list[str], info: ValidationInfo) -> str | list[str]:
+        metric = info.data.get("metric")
+        if isinstance(v, list) and (not isinstance(metric, list) or len(v) != len(metric)):
+            n = len(metric) if isinstance(metric, list) else 1
+            raise ValueError(f"give one mode for every metric, or a list of {n} (one per search.metric)")
+        return v
+
+    @field_validator("scheduler")
+    @classmethod
+    def _one_metric_scheduler(cls, v: str, info: ValidationInfo) -> str:
+        if v == "asha" and isinstance(info.data.get("metric"), list):
+            raise ValueError("asha stops trials on one metric; a multi-objective search (search.metric is a list) "
+                             "runs with scheduler: none")
+        return v
+
+    @field_validator("subset_seeds")
+    @classmethod
+    def _subset_seeds(cls, v: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError("give at least one subset seed, without repeats (or leave it out)")
+        if v is not None and "data.subset_seed" in (info.data.get("space") or {}):
+            raise ValueError("search.space also searches data.subset_seed; give the subsets in one place "
+                             "(search.subset_seeds)")
+        return v
+
+    @field_validator("race")
+    @classmethod
+    def _race(cls, v: RaceSpec | None, info: ValidationInfo) -> RaceSpec | None:
+        if v is None:
+            return v
+        d = info.data
+        if d.get("algorithm", "grid") not in ("grid", "random"):
+            raise ValueError(f"a race runs over the finite list of configurations of a grid or random search "
+                             f"(search.algorithm is {d.get('algorithm')!r})")
+        if isinstance(d.get("metric"), list):
+            raise ValueError("a race compares configurations on one metric (search.metric is a list)")
+        if d.get("scheduler", "none") != "none":
+            raise ValueError("a race needs every trial trained to the end: use scheduler: none")
+        seeds = d.get("seeds") or []
+        if len(seeds) < v.max_seeds:
+            raise ValueError(f"max_seeds is {v.max_seeds} but search.seeds has {len(seeds)}: give at least "
+                             f"{v.max_seeds} seeds, or leave search.seeds out (the race then uses 0 .. {v.max_seeds - 1})")
+        return v
+
+    @property
+    def metrics(self) -> list[str]:
+        """``search.metric`` as a list (one entry for a one-metric search)."""
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    @property
+    def modes(self) -> list[str]:
+        """One mode per entry of ``metrics``."""
+        return list(self.mode) if isinstance(self.mode, list) else [self.mode] * len(self.metrics)
 
     @field_validator("space")
     @classmethod

@@ -26,14 +26,19 @@ from ltsearch.train.loop import DistInfo, EpochRecord, Loop, NonFiniteLoss, Repo
 from ltsearch.train.state import STATE_VERSION
 
 
-def trial_for(spec: Spec, params: dict[str, Any] | None = None, seed: int | None = None) -> ResolvedTrial:
+def trial_for(spec: Spec, params: dict[str, Any] | None = None, seed: int | None = None,
+              subset_seed: int | None = None) -> ResolvedTrial:
     """The resolved trial of a spec's experiment with a Tune trial's searched ``params`` (a ``seed``
-    entry or ``seed``; default: the first of ``search.seeds``) and the spec's resources."""
+    entry or ``seed``; default: the first of ``search.seeds``; a ``subset_seed`` entry or
+    ``subset_seed``; default: the first of ``search.subset_seeds`` when it is set, else the
+    experiment's own ``data.subset_seed``) and the spec's resources."""
     values = dict(params or {})
     if seed is None and "seed" not in values:
         seed = spec.search.seeds[0]
+    if subset_seed is None and "subset_seed" not in values and spec.search.subset_seeds:
+        subset_seed = spec.search.subset_seeds[0]
     return resolve_trial(spec.experiment, values, seed, cpus=spec.resources.cpus_per_worker,
-                         workers=spec.resources.workers)
+                         workers=spec.resources.workers, subset_seed=subset_seed)
 
 
 def trial_id_for(exp: ExperimentSpec) -> str:
@@ -90,6 +95,7 @@ def base_row(trial: ResolvedTrial, ctx: TrialContext) -> dict[str, Any]:
     return {
         "sweep": ctx.sweep, "method": exp.method.name, "loss": trial.plan.loss,
         "dataset": exp.data.dataset, "arch": exp.model.arch, "imbalance": exp.data.imbalance, "seed": exp.seed,
+        "subset_seed": exp.data.subset_seed,
         "epochs": trial.plan.epochs, "config_key": trial.config_key,
         "config_json": json.dumps(exp.model_dump(by_alias=True), sort_keys=True, default=str),
         "workers": trial.workers, "finished_at": time.time_ns() // 1000, **provenance(),

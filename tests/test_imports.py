@@ -27,7 +27,7 @@ LAYERS = {
     4: ("ltsearch.trial", "ltsearch.results"),
     5: ("ltsearch.tune", "ltsearch.cluster", "ltsearch.bench"),
     6: ("ltsearch.report",),
-    7: ("ltsearch.cli", "ltsearch.__main__", "ltsearch.reproduce", "ltsearch.show", "ltsearch.smoke"),
+    7: ("ltsearch.cli", "ltsearch.__main__", "ltsearch.reproduce", "ltsearch.show", "ltsearch.smoke", "ltsearch.ablate"),
 }
 
 

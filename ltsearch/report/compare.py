@@ -21,6 +21,7 @@ import pandas as pd
 
 from ltsearch.report import figures as F
 from ltsearch.report import params as P
+from ltsearch.report import pareto
 from ltsearch.report import stats as T
 from ltsearch.report import summary as S
 from ltsearch.report import tables
@@ -138,7 +139,8 @@ def markdown(runs: dict[str, pd.DataFrame], baseline: str | None = None, top: in
                   to_markdown(table)]
     for name, trials in runs.items():
         parts += [f"## {name}: best configurations\n", _groups_line(trials),
-                  to_markdown(S.best_table(trials, top=top) if len(trials) else pd.DataFrame())]
+                  to_markdown(pareto.mark(S.best_table(trials, top=top), trials) if len(trials) else pd.DataFrame()),
+                  f"_{pareto.NOTE}_\n"]
     for p in shared_params(runs):
         parts += [f"## {p}: val accuracy per run\n", to_markdown(param_table(runs, p))]
     return "\n".join(parts)
@@ -155,11 +157,11 @@ def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = N
     """The compare page; ``spaces``: each run's ``search.space`` (the parameter axes, ``params.log_axis``)."""
     names = list(runs)
     side = "".join(f"<div><h3>{html.escape(n)}</h3><p class=\"muted\">{html.escape(_groups_line(t).strip())}</p>"
-                   f"{table_html(compact_best(t, top))}</div>" for n, t in runs.items())
+                   f"{table_html(pareto.mark(compact_best(t, top), t))}</div>" for n, t in runs.items())
     table, base = paired(runs, baseline, top)
     sections = [
         (f"Best configuration of each run (differences vs {names[0]})", table_html(delta_table(runs))),
-        ("Best configurations, side by side", f'<div class="runs">{side}</div>'),
+        ("Best configurations, side by side", f'<div class="runs">{side}</div><p class="muted">{html.escape(pareto.NOTE)}</p>'),
     ]
     if base:
         sections.append((f"Paired per-seed differences vs {base}", paired_html(table)))

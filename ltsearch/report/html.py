@@ -152,6 +152,39 @@ def paired_section(trials: pd.DataFrame, baseline: str | None) -> list[tuple[str
     return [(f"Paired differences vs {base}", f'<p class="muted">{html.escape(T.NOTE)}</p>' + table)]
 
 
+def variance_section(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """Subset draw vs initialisation (``report.variance``), for a run over several subsets."""
+    from ltsearch.report import variance as V
+
+    if not V.has_subsets(trials):
+        return []
+    return [("Subset draw vs initialisation", f'<p class="muted">{html.escape(V.NOTE)}</p>'
+             + table_html(V.pooled_table(trials)) + "<p>test accuracy, per configuration:</p>"
+             + table_html(V.configuration_table(trials)))]
+
+
+def pareto_section(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """The many- vs few-shot Pareto front of every configuration (``report.pareto``)."""
+    from ltsearch.report import pareto as PF
+
+    fig = PF.figure(trials)
+    return [] if fig is None else [("Head vs tail: the Pareto front", f'<p class="muted">{html.escape(PF.NOTE)}</p>'
+                                    + figure_div(fig))]
+
+
+def ablation_section(run_dir: str | Path) -> list[tuple[str, str]]:
+    """The run's ablation path (``ltsearch ablate``, ``report.ablation``), when it has one."""
+    from ltsearch.report import ablation as A
+
+    found = A.load_path(str(run_dir))
+    if found is None or found[1].empty:
+        return []
+    meta, table = found
+    head = f"Ablation path: {meta.get('source', '')} → {meta.get('target', '')}"
+    return [(head, f'<p class="muted">{html.escape(A.NOTE)}</p>' + figure_div(A.waterfall(table))
+             + table_html(A.display(table)))]
+
+
 def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFrame, per_class: pd.DataFrame,
                    baseline: str | None = None) -> list[tuple[str, str]]:
     if trials.empty:
@@ -165,7 +198,10 @@ def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFra
                                 'many/medium/few are test accuracies, n/a where the group is empty.</p>'
                                 + table_html(S.best_table(trials, top=50))),
         *paired_section(trials, baseline),
+        *variance_section(trials),
+        *ablation_section(run_dir),
         ("Accuracy by class group", figure_div(F.group_bars(trials), "no ok trials")),
+        *pareto_section(trials),
         *param_sections(trials, spec),
         ("Parallel coordinates", figure_div(F.parcoords(trials), "no searched parameters")),
         ("Parameter importance", importance_html(imp)),

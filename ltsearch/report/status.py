@@ -120,14 +120,16 @@ def tune_state(store: ResultStore) -> tuple[dict[str, int], float | None]:
 
 def _planned(spec: dict[str, Any]) -> int | None:
     from ltsearch.spec import Spec
-    from ltsearch.space import plan_cells
+    from ltsearch.space import plan_cells, plan_configurations, race_units, seed_units
 
     try:
         s = Spec.model_validate(spec)
     except Exception:  # noqa: BLE001 - a spec this version cannot read: no plan shown
         return None
     if s.search.algorithm == "optuna":
-        return s.search.num_samples * len(s.search.seeds)  # every seed, DDP trials too
+        return s.search.num_samples * len(seed_units(s.search))  # every seed on every subset, DDP trials too
+    if s.search.race is not None:  # at most: a race stops most configurations early (RUN_DIR/race.json)
+        return len(plan_configurations(s.search, s.experiment)) * len(race_units(s.search))
     return len(plan_cells(s.search, s.experiment))
 
 

@@ -17,6 +17,7 @@ import re
 
 import pandas as pd
 
+from ltsearch.report import pareto
 from ltsearch.report import stats as T
 from ltsearch.report import summary as S
 
@@ -85,11 +86,14 @@ def latex(runs: dict[str, pd.DataFrame], baseline: str | None = None, top: int |
     best = {m: configs[f"{m}_mean"].max() for m, _ in GROUPS}
     lines += [r"\begin{table}[t]", r"\centering",
               r"\caption{Test accuracy (\%) of " + escape(names) + r": mean $\pm$ std over seeds, configurations "
-              r"ranked by mean validation accuracy; best per column in bold; -- where the group has no class.}",
+              r"ranked by mean validation accuracy; best per column in bold; -- where the group has no class; "
+              r"$^\diamond$ non-dominated in validation many- and few-shot accuracy.}",
               rf"\begin{{tabular}}{{{spec}rrrr}}", r"\toprule",
               " & ".join(lead + [g for _, g in GROUPS]) + r" \\", r"\midrule"]
+    fronts = {name: pareto.front(t) for name, t in runs.items()}
     for _, r in configs.iterrows():
-        head = [escape(r["run"]), escape(r["config"])] if several else [escape(r["config"])]
+        front = r"$^\diamond$" if r["config"] in fronts[r["run"]] else ""  # the many/few front (report.pareto)
+        head = [escape(r["run"]), escape(r["config"]) + front] if several else [escape(r["config"]) + front]
         cells = [_cell(r[f"{m}_mean"], r[f"{m}_std"], bool(r[f"{m}_mean"] == best[m])) for m, _ in GROUPS]
         lines.append(" & ".join(head + cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
@@ -118,6 +122,7 @@ def csv(runs: dict[str, pd.DataFrame], baseline: str | None = None) -> str:
     out = pd.concat([out.reset_index(drop=True), extra], axis=1)
     params = [c for c in S.searched_params(out) if c in out]
     out[params] = out[params].astype(object)  # float_format rounds float columns only: parameters stay exact
+    out["pareto"] = pareto.flags(runs, configs)  # non-dominated in (val many, val few) within its run
     buf = io.StringIO()
     out.to_csv(buf, index=False, float_format="%.4f")
     return buf.getvalue()

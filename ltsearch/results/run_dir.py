@@ -3,10 +3,14 @@
 - ``RUN_DIR/spec.yaml`` is the run's identity. ``ltsearch run`` into a directory that holds a run
   refuses a spec that differs where it would mix configurations (``spec_differences``): the
   experiment outside ``search.space`` (with every default resolved, so writing a default out is no
-  difference), ``resources.workers``, and ``search.algorithm`` / ``metric`` / ``mode``; with
+  difference), ``resources.workers``, and ``search.algorithm`` / ``metric`` / ``mode`` (a list of
+  metrics too), for an Optuna run also ``search.seeds`` / ``subset_seeds`` (each value in its study
+  is the mean over them); with
   ``--resume`` the whole search section too (Tune restores the search it saved), less the keys
   that only steer how it runs (loggers, concurrency, retries, actor reuse, checkpoint interval).
-  A continued run may add grid values, seeds or samples: those are new configurations.
+  A continued grid / random run (a race too) may add grid values, seeds, subset seeds or samples:
+  those are new trials; a race's ``min_seeds`` / ``max_seeds`` / ``confidence`` may change (its
+  rows are ordinary trials, and the race is replayed from them).
 - ``RUN_DIR/run.json`` is the driver's record: ``{"identity": IDENTITY_VERSION, "state": running |
   finished | interrupted, "signal", "host", "pid", "started_at", "heartbeat_at", "ended_at"}``. A
   running driver rewrites ``heartbeat_at`` every ``HEARTBEAT_S``; ``ltsearch status`` calls a run
@@ -40,6 +44,8 @@ HEARTBEAT_S = 15.0
 STALE_S = 90.0  # a heartbeat older than this: the driver is gone
 
 _SEARCH_IDENTITY = ("search.algorithm", "search.metric", "search.mode")
+# an Optuna study's values are means over these: other seeds or subsets would mix two objectives
+_OPTUNA_IDENTITY = ("search.seeds", "search.subset_seeds")
 _RESUME_FREE = ("search.loggers", "search.max_failures", "search.max_concurrent", "search.reuse_actors",
                 "search.checkpoint_every")
 _MISSING = object()
@@ -77,8 +83,9 @@ def spec_differences(saved: Any, new: Any, resume: bool) -> list[tuple[str, Any,
     a["resources.workers"], b["resources.workers"] = saved.resources.workers, new.resources.workers
     sa = _flat(json.loads(mask(saved.search.model_dump_json(by_alias=True))), "search")
     sb = _flat(json.loads(mask(new.search.model_dump_json(by_alias=True))), "search")
+    identity = _SEARCH_IDENTITY + (_OPTUNA_IDENTITY if saved.search.algorithm == "optuna" else ())
     for key in set(sa) | set(sb):
-        if key in _SEARCH_IDENTITY or (resume and not any(key == f or key.startswith(f + ".") for f in _RESUME_FREE)):
+        if key in identity or (resume and not any(key == f or key.startswith(f + ".") for f in _RESUME_FREE)):
             a[key], b[key] = sa.get(key, _MISSING), sb.get(key, _MISSING)
     return [(k, a.get(k, _MISSING), b.get(k, _MISSING)) for k in sorted(set(a) | set(b))
             if a.get(k, _MISSING) != b.get(k, _MISSING)]

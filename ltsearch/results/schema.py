@@ -31,7 +31,7 @@ OLD_FINISHED_AT = "%Y-%m-%dT%H:%M:%S%z"  # versions 1-3: time.strftime of the lo
 
 TRIAL_FIELDS = [
     ("trial_id", _S), ("sweep", _S), ("status", _S), ("error", _S), ("method", _S), ("loss", _S), ("dataset", _S),
-    ("arch", _S), ("imbalance", _F), ("seed", _I), ("epochs", _I), ("epochs_done", _I),
+    ("arch", _S), ("imbalance", _F), ("seed", _I), ("subset_seed", _I), ("epochs", _I), ("epochs_done", _I),
     ("val_acc", _F), ("val_many", _F), ("val_medium", _F), ("val_few", _F),
     ("test_acc", _F), ("test_many", _F), ("test_medium", _F), ("test_few", _F), ("split_many", _I), ("split_few", _I),
     ("train_seconds", _F), ("checkpoint_rule", _S), ("tested_epoch", _I), ("subset_hash", _S),

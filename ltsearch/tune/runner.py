@@ -1,8 +1,9 @@
 """The seed loop of a Tune trial, one for plain and DDP trials (``tune_trial``, ``ddp_trainable``).
 
-A Tune trial is one configuration. A grid / random cell names its seed; an Optuna trial trains its
-configuration over every ``search.seeds`` and reports the mean of ``search.metric`` (DDP trials
-too). For each seed the trial is resolved once (``ltsearch.trial.trial_for``); a seed whose ``ok``
+A Tune trial is one configuration. A grid / random / race cell names its seed (and its
+``subset_seed`` with ``search.subset_seeds``); an Optuna trial trains its configuration over every
+``search.seeds`` (on every subset of ``search.subset_seeds``: ``ltsearch.space.seed_units``) and
+reports the mean of each metric of ``search.metric`` (DDP trials too). For each seed the trial is resolved once (``ltsearch.trial.trial_for``); a seed whose ``ok``
 row is already in the store (a trial restored after the driver died, whose rows were written before
 that) is taken as it is; any other is trained by ``train(trial, report_epochs)``, which writes the
 trial's rows (a plain trial in this process, a DDP trial through a ``TorchTrainer``). The outcome
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 from ltsearch.resolved import ResolvedTrial
 from ltsearch.results.store import ResultStore
+from ltsearch.space import seed_units
 from ltsearch.spec import Spec
 from ltsearch.trial import trial_for
 
@@ -50,28 +52,44 @@ def _last_train_loss(store: ResultStore, tid: str) -> float | None:
     return losses[-1] if losses else None
 
 
-def run_configuration(spec: Spec, params: dict[str, Any], run_dir: str, train: Train, report: Report) -> None:
-    """Train (or find) every seed of the configuration ``params`` and report its result once."""
+def trial_units(spec: Spec, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, int]]]:
+    """``(configuration, units)``: a grid / random / race cell names its one unit (``seed``, and
+    ``subset_seed`` with ``search.subset_seeds``); an Optuna trial trains every unit of
+    ``ltsearch.space.seed_units`` (each seed on each subset)."""
     params = dict(params)
-    seeds = [params.pop("seed")] if "seed" in params else list(spec.search.seeds)
-    metric = spec.search.metric
+    if "seed" in params:
+        unit = {"seed": params.pop("seed")}
+        if "subset_seed" in params:
+            unit["subset_seed"] = params.pop("subset_seed")
+        return params, [unit]
+    return params, seed_units(spec.search)
+
+
+def run_configuration(spec: Spec, params: dict[str, Any], run_dir: str, train: Train, report: Report) -> None:
+    """Train (or find) every unit (seed, or subset x seed) of the configuration ``params`` and report
+    its result once: each metric of ``search.metric`` as its mean over the units."""
+    params, units = trial_units(spec, params)
+    metrics = spec.search.metrics
     store = ResultStore(run_dir)
-    values: list[float] = []
+    values: dict[str, list[float]] = {m: [] for m in metrics}
     final: dict[str, Any] = {}
-    for i, seed in enumerate(seeds):
-        trial = trial_for(spec, params, seed)
+    for i, unit in enumerate(units):
+        trial = trial_for(spec, params, unit["seed"], subset_seed=unit.get("subset_seed"))
         outcome = stored_outcome(store, trial.trial_id)
         if outcome is None or outcome[0] != "ok":
             train(trial, i == 0)
             outcome = stored_outcome(store, trial.trial_id)
         if outcome is None or outcome[0] != "ok":  # NaN loss: recorded as failed; tell Tune it ended badly
-            report({"epoch": trial.plan.epochs, "trial_key": trial.trial_id, "failed": 1, metric: math.nan})
+            report({"epoch": trial.plan.epochs, "trial_key": trial.trial_id, "failed": 1,
+                    **{m: math.nan for m in metrics}})
             return
         final = {**outcome[1], "trial_key": trial.trial_id}
-        value = final.get(metric)
-        values.append(float(value) if value is not None else math.nan)
-    final[metric] = sum(values) / len(values)  # the mean over seeds for multi-seed trials
-    report({**final, "seeds": len(values)})
+        for m in metrics:
+            value = final.get(m)
+            values[m].append(float(value) if value is not None else math.nan)
+    for m in metrics:  # the mean over seeds (and subsets) for multi-seed trials
+        final[m] = sum(values[m]) / len(values[m])
+    report({**final, "seeds": len(units)})
 
 
 def epoch_reporter(trial: ResolvedTrial, report: Report) -> Callable[..., None]:

@@ -3,9 +3,11 @@
 grid / random: cells are planned up front (``ltsearch.space``), once per command (``plan_sweep``);
 cells whose trial id already has an ``ok`` row in the store are skipped, so re-running a spec only
 runs what is missing; Tune gets the rest through ``BasicVariantGenerator`` (a ``grid_search`` over
-the cells). optuna: TPE (or CMA-ES / GP / random), define-by-run for conditional parameters, its
-study in a database (``ltsearch.tune.study``). Ray's state lives in ``RUN_DIR/_tune`` so
-``--resume`` can restore the experiment.
+the cells). A race (``search.race``): the same cells, proposed by ``ltsearch.tune.race.RaceSearcher``
+as the race needs them, in one Tune experiment. optuna: TPE (or CMA-ES / GP / random),
+define-by-run for conditional parameters, its study in a database (``ltsearch.tune.study``; several
+metrics: a multi-objective study). Ray's state lives in ``RUN_DIR/_tune`` so ``--resume`` can
+restore the experiment.
 
 Order of a sweep: every check that can refuse runs first and writes nothing (the storage is
 writable, the run directory holds no run of another spec, ``--resume`` has a run to resume, the
@@ -32,7 +34,7 @@ from ltsearch.results.run_dir import HEARTBEAT_S, RunState, check_run_dir, check
 from ltsearch.results.schema import param_column, param_type, param_value
 from ltsearch.results.store import ResultStore
 from ltsearch.secrets import mask, remember
-from ltsearch.space import plan_cells
+from ltsearch.space import plan_cells, plan_configurations, race_units, seed_units
 from ltsearch.spec import Spec, dump_spec
 from ltsearch.trial import trial_for
 
@@ -83,10 +85,14 @@ def run_dir_for(spec: Spec, storage: str) -> str:
 
 
 def plan_sweep(spec: Spec, run_dir: str) -> SweepPlan:
-    """Expand the grid / random cells once, resolve each planned trial once, skip those with an ok row."""
+    """Expand the grid / random cells once, resolve each planned trial once, skip those with an ok row.
+    A race (``search.race``): every trial it may run, and as ``cells`` the units its current round
+    still needs (none once the race is over)."""
     s = spec.search
     if s.algorithm == "optuna":
-        return SweepPlan(run_dir, planned=s.num_samples * len(s.seeds))
+        return SweepPlan(run_dir, planned=s.num_samples * len(seed_units(s)))
+    if s.race is not None:
+        return _plan_race(spec, run_dir)
     done = {tid for tid, st in ResultStore(run_dir).trial_status().items() if st == "ok"}
     plan = SweepPlan(run_dir)
     seen: set[str] = set()
@@ -102,6 +108,45 @@ def plan_sweep(spec: Spec, run_dir: str) -> SweepPlan:
             plan.cells.append(cell)
     plan.planned = len(plan.trials)
     return plan
+
+
+def _plan_race(spec: Spec, run_dir: str) -> SweepPlan:
+    from ltsearch.tune.race import race_plan, race_values
+
+    s = spec.search
+    configs, units = plan_configurations(s, spec.experiment), race_units(s)
+    trials = [[trial_for(spec, {**c, **u}) for u in units] for c in configs]
+    store = ResultStore(run_dir)
+    values = race_values(store, [[t.trial_id for t in row] for row in trials], s.metric)
+    state = race_plan(len(configs), len(units), values, s.race.min_seeds, s.race.confidence, s.mode)
+    status = store.trial_status()
+    flat = [t for row in trials for t in row]
+    return SweepPlan(run_dir, cells=[{**configs[c], **units[u]} for c, u in state.missing], trials=flat,
+                     skipped=sum(status.get(t.trial_id) == "ok" for t in flat), planned=len(flat))
+
+
+def race_summary(run_dir: str) -> str:
+    """One line on the race of ``run_dir`` (from ``RUN_DIR/race.json``), or ''."""
+    import json
+
+    from ltsearch.tune.race import RACE_FILE
+
+    try:
+        with ResultStore(run_dir).fs.open_input_stream(f"{ResultStore(run_dir).root}/{RACE_FILE}") as f:
+            race = json.loads(f.read().decode())
+    except (OSError, ValueError):
+        return ""
+    configs = race["configurations"]
+    states = [c["state"] for c in configs]
+    best = configs[race["best"]] if race.get("best") is not None else None
+    done = "over" if race["finished"] else "not over"
+    text = (f"race {done}: {race['trials']} of {race['trials_every_seed']} trials "
+            f"({race['trials'] / max(1, race['trials_every_seed']):.0%}) over {len(configs)} configurations; ")
+    if best is not None:
+        text += (f"best {best['params']} ({race['metric']} {best['mean']:.2f} over {best['units']} seeds), "
+                 f"{states.count('out')} out, {states.count('undecided')} undecided at the seed limit, "
+                 f"{states.count('failed')} failed")
+    return text
 
 
 def param_types_for(spec: Spec) -> dict[str, Any]:
@@ -229,15 +274,20 @@ def build_tuner(spec: Spec, run_dir: str, cells: list[dict[str, Any]], resume: b
     if s.algorithm == "optuna":
         param_space: dict[str, Any] = {}
         num_samples = s.num_samples
+    elif s.race is not None:  # the race's searcher proposes the cells; at most every unit of every configuration
+        param_space = {}
+        num_samples = len(plan_configurations(s, spec.experiment)) * len(race_units(s))
     else:
         param_space = {"params": tune.grid_search(cells)}
         num_samples = 1
-    if s.max_concurrent and s.algorithm == "optuna":
+    if s.max_concurrent and (s.algorithm == "optuna" or s.race is not None):
         search_alg = ConcurrencyLimiter(search_alg, max_concurrent=s.max_concurrent)
+    one = isinstance(s.metric, str)  # a multi-objective study: the searcher has the metrics, Tune none
     return tune.Tuner(
         trainable,
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric=s.metric, mode=s.mode, search_alg=search_alg, scheduler=scheduler,
+        tune_config=tune.TuneConfig(metric=s.metric if one else None, mode=s.mode if one else None,
+                                    search_alg=search_alg, scheduler=scheduler,
                                     num_samples=num_samples, reuse_actors=s.reuse_actors),
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=run_dir, verbose=0, callbacks=callbacks,
@@ -263,6 +313,10 @@ def make_search_alg(spec: Spec, run_dir: str | None = None) -> Any:
     from ray.tune.search import BasicVariantGenerator
 
     s = spec.search
+    if s.race is not None:
+        from ltsearch.tune.race import race_searcher
+
+        return race_searcher(spec, run_dir or "")
     if s.algorithm != "optuna":
         return BasicVariantGenerator(max_concurrent=s.max_concurrent or 0)
     import optuna
@@ -271,7 +325,8 @@ def make_search_alg(spec: Spec, run_dir: str | None = None) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return StoredOptunaSearch(space=OptunaDefineByRun(s, spec.experiment), metric=s.metric, mode=s.mode,
+    mode = s.modes if isinstance(s.metric, list) else s.mode  # a multi-objective study: one direction per metric
+    return StoredOptunaSearch(space=OptunaDefineByRun(s, spec.experiment), metric=s.metric, mode=mode,
                               sampler_factory=SamplerFactory(s.sampler, s.num_samples),
                               points_to_evaluate=s.initial or None, seed=s.seed, **study_options(spec, run_dir))
 
@@ -327,10 +382,12 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
     store = ResultStore(run_dir)
     state = RunState(run_dir)
     optuna = spec.search.algorithm == "optuna"
-    if not optuna and not plan.cells and not resume:
+    if not optuna and not plan.cells and not resume:  # every cell ok, or the race is over
         state.start(command)
         store.write_text("spec.yaml", dump_spec(spec))
         state.end("finished")
+        if spec.search.race is not None and race_summary(run_dir):
+            warn(race_summary(run_dir))
         return SweepResult(run_dir, plan.planned, plan.skipped, 0, finished=plan.planned)
     remember(spec.search.optuna_storage)  # a password stays in memory, for a restored searcher
     with ray_session(address, num_cpus):
@@ -368,6 +425,8 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
             if exhausted():
                 warn("note: every configuration of search.space is evaluated, running or waiting in the study; "
                      "the sweep ended early (widen search.space to search further)")
+        if spec.search.race is not None and race_summary(run_dir):
+            warn(race_summary(run_dir))
         state.end("interrupted" if interrupts.signal else "finished", interrupts.signal)
     finished, units, planned = _finished(spec, plan, SESSION.get("trials") or [])
     return SweepResult(run_dir, planned, plan.skipped, len(grid), finished=finished, units=units,

@@ -37,7 +37,11 @@ while it runs. What makes it safe across ``--resume`` and ``kill -9``:
   what finished, marks the rest ``ltsearch_interrupted`` and records itself interrupted: ``--resume``
   continues those trials under their Optuna ids.
 - The objective is named after ``search.metric`` (``study.set_metric_names``), so optuna-dashboard
-  shows ``val_acc``, not "Objective 0".
+  shows ``val_acc``, not "Objective 0". A list of metrics (``search.metric: [val_many, val_few]``)
+  is a multi-objective study: one direction per ``search.mode``, one named value per metric, each
+  the mean over the configuration's seeds; Optuna's sampler (TPE, random, GP) handles several
+  values itself, and ``study.best_trials`` is the Pareto front. Intermediate values are not
+  reported (Optuna prunes only one-objective studies).
 - A password in ``search.optuna_storage`` never reaches Tune's pickled state (``ltsearch.secrets``).
 
 A run on a remote storage URI (``s3://``, ``gs://``) has no local file for SQLite: unless
@@ -170,23 +174,41 @@ def optuna_preflight(spec: Any, run_dir: str, warn: Any) -> None:
              "(set search.optuna_storage to a database URL, e.g. postgresql://user@host/db, to keep it in a database)")
 
 
+Value = float | list[float]  # one objective, or one value per metric of a multi-objective study
+
+
+def objective(result: dict[str, Any], metric: str | list[str]) -> Value | None:
+    """The objective value(s) ``result`` reports for ``metric`` (a list: one per metric), or None
+    when one is missing or not finite."""
+    names = [metric] if isinstance(metric, str) else list(metric)
+    values = []
+    for m in names:
+        v = result.get(m)
+        if v is None or not math.isfinite(float(v)):
+            return None
+        values.append(float(v))
+    return values[0] if isinstance(metric, str) else values
+
+
 class ParquetOutcome:
     """What the run's Parquet rows say about one configuration: ``(state, value)`` with value the
-    mean of ``search.metric`` over its seeds when every seed is ok. Picklable (Tune pickles it)."""
+    mean of ``search.metric`` over its seeds (and subsets) when every one is ok — a list, one mean
+    per metric, for a multi-objective study. Picklable (Tune pickles it)."""
 
     def __init__(self, spec_json: str, run_dir: str):
         self.spec_json, self.run_dir = spec_json, run_dir
 
-    def __call__(self, params: dict[str, Any]) -> tuple[TrialState | None, float | None]:
+    def __call__(self, params: dict[str, Any]) -> tuple[TrialState | None, Value | None]:
         from ltsearch.results.store import ResultStore
+        from ltsearch.space import seed_units
         from ltsearch.spec import spec_from_json
         from ltsearch.trial import trial_for
 
         spec = spec_from_json(self.spec_json)
         store = ResultStore(self.run_dir)
         rows = []
-        for seed in spec.search.seeds:  # every seed, DDP trials too (they share the seed loop)
-            tid = trial_for(spec, params, seed).trial_id
+        for unit in seed_units(spec.search):  # every seed on every subset, DDP trials too (one seed loop)
+            tid = trial_for(spec, params, unit["seed"], subset_seed=unit.get("subset_seed")).trial_id
             rows.append(store.read_trial(tid) if store.has_trial(tid) else None)
         states = {r["status"] if r else None for r in rows}
         if "failed" in states:
@@ -195,10 +217,13 @@ class ParquetOutcome:
             return TrialState.PRUNED, None
         if states != {"ok"}:
             return None, None
-        vals = [r.get(spec.search.metric) for r in rows]
-        if any(v is None or not math.isfinite(float(v)) for v in vals):
-            return TrialState.COMPLETE, None  # metric not a trials column (train_loss): Tune's value is used
-        return TrialState.COMPLETE, sum(float(v) for v in vals) / len(vals)
+        means = []
+        for m in spec.search.metrics:
+            vals = [r.get(m) for r in rows]
+            if any(v is None or not math.isfinite(float(v)) for v in vals):
+                return TrialState.COMPLETE, None  # metric not a trials column (train_loss): Tune's value is used
+            means.append(sum(float(v) for v in vals) / len(vals))
+        return TrialState.COMPLETE, means[0] if isinstance(spec.search.metric, str) else means
 
 
 def _params_key(params: dict[str, Any]) -> str:
@@ -393,7 +418,7 @@ class StoredOptunaSearch(OptunaSearch):
         if own and found:  # its pickled random state would replay the proposals made after the checkpoint
             self._sampler.reseed_rng()
 
-    def _outcome_of(self, params: dict[str, Any]) -> tuple[TrialState | None, float | None]:
+    def _outcome_of(self, params: dict[str, Any]) -> tuple[TrialState | None, Value | None]:
         try:
             return self._outcome(params)  # type: ignore[misc]
         except (UserError, OSError):  # parameters that no longer resolve, an unreadable file: no verdict
@@ -458,8 +483,10 @@ class StoredOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.beat()
+        if isinstance(self.metric, list):  # a multi-objective study has no intermediate values
+            return
         value, step = result.get(self.metric), result.get("epoch", result.get("training_iteration"))
-        if isinstance(self.metric, list) or trial_id not in self._ids or value is None or step is None:
+        if trial_id not in self._ids or value is None or step is None:
             return
         if not math.isfinite(float(value)):
             return
@@ -468,9 +495,8 @@ class StoredOptunaSearch(OptunaSearch):
         if frozen.state == TrialState.RUNNING and int(step) not in frozen.intermediate_values:
             storage.set_trial_intermediate_value(frozen._trial_id, int(step), float(value))
 
-    def _final(self, frozen: optuna.trial.FrozenTrial, result: dict | None, error: bool) -> tuple[TrialState, float | None]:
-        reported = (result or {}).get(self.metric)
-        reported = float(reported) if reported is not None and math.isfinite(float(reported)) else None
+    def _final(self, frozen: optuna.trial.FrozenTrial, result: dict | None, error: bool) -> tuple[TrialState, Value | None]:
+        reported = objective(result or {}, self.metric)
         if error or (result or {}).get("failed"):
             return TrialState.FAIL, None
         if self._outcome is not None:
