@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -146,3 +147,25 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
         p.stdout.close()  # the reader is gone before the first line
         err = p.stderr.read().decode()
         assert p.wait(timeout=120) == 0 and err == "", (args, err)
+
+
+def test_ctrl_c_while_the_cli_is_still_importing_is_one_line_and_exit_130(monkeypatch, capsys):
+    """torch and Ray take seconds to import on a busy machine; a Ctrl-C then is an interrupt like
+    any other (CI's chaos test once hit that window and got a traceback and a bare -SIGINT)."""
+    import builtins
+
+    import ltsearch.__main__ as entry
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "ltsearch.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        entry.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 130
+    assert err.strip() == "interrupted: ltsearch was still starting; nothing was written"
