@@ -16,7 +16,8 @@ class ClassDependentTemperature(LTLoss):
     training only; predict with the raw logits z. The whole logit is divided, a linear head's bias
     included (see ``ltsearch.losses.hrdc`` for the bias and the schedule length the compensation needs).
 
-    ``gamma``: γ ≥ 0; 0 gives CE, larger γ makes tail classes need larger logits in training.
+    ``gamma``: γ ≥ 0; 0 gives CE, larger γ makes tail classes need larger logits in training. The
+    default 0.2 is ltsearch's starting value to search from, not a value taken from Ye et al.
     """
 
     def __init__(self, class_counts, gamma: NonNegative = 0.2, weight=None):

@@ -36,7 +36,8 @@ class FocalLoss(LTLoss):
 
     ``form="softmax"`` (default, as LDAM-DRW's baselines): ℓ = −(1 − p_y)^γ log p_y, p = softmax(z).
     ``form="sigmoid"``: ℓ = Σ_k (1 − q_k)^γ BCE(z_k, 1[k = y]), q_k the sigmoid probability of the
-    correct one-vs-rest answer for class k. ``gamma``: focusing strength (0 = CE / BCE).
+    correct one-vs-rest answer for class k. ``gamma``: focusing strength (0 = CE / BCE; the default
+    1.0 is LDAM-DRW's focal baseline, kaidic/LDAM-DRW).
     The batch mean is weighted by the DRW ``weight`` when one is set: Σ w_y ℓ / Σ w_y.
     """
 

@@ -20,9 +20,16 @@ class HardAwareLoss(LTLoss):
 
         w̃_{e+1}^c = m · w̃_e^c + 1 / max(acc_e^c, eps)
 
-    ``momentum`` m ∈ [0, 1) (paper: m ∈ (0, 1), no value given); ``eps`` guards a class with zero
-    accuracy (1/acc ≤ 1/eps); a class the epoch did not see (accuracy NaN) counts as acc = 1;
-    ``init``: w̃ before the first update. w̃ is a buffer, checkpointed with the model.
+    ``momentum`` m ∈ [0, 1) (paper: m ∈ (0, 1), no value given; 0.9 is ltsearch's choice).
+    ``eps`` has no source in the paper (ltsearch's choice): a floor on the accuracy and therefore
+    a cap on the weight, not only a guard against zero accuracy. Each update adds at most 1/eps
+    (100 at 0.01), so w̃ ≤ 1/(eps·(1 − m)); for a class whose training accuracy is below eps the
+    update adds 1/eps whatever the accuracy, i.e. eps sets its weight (on Fashion-MNIST-LT: the
+    shirt class at SDNHL's switch, see docs/methods.md). A class the epoch did not see (accuracy
+    NaN) counts as acc = 1; ``init``: w̃ before the first update. w̃ is a buffer, checkpointed with
+    the model.
+    The class weight w (§2.3's w^c) is not specified by the paper: class-balanced weights with
+    ``beta`` are ltsearch's choice.
 
     ``reduction``: ``mean`` is the paper's plain batch mean (1/M), whose scale follows w̃·w (up to
     ~1/((1 − m)·eps) times the CB weight); ``weighted`` divides by Σ_m w̃^{y_m} w^{y_m} instead, the

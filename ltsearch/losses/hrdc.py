@@ -68,8 +68,10 @@ class HierarchicalRebalancingLoss(LTLoss):
     ``gamma``: CDT exponent. The paper gives no value; 0.2 is ltsearch's default (the same as its
     ``cdt`` loss), a starting point and not a tuned or reported value: search it at the paper's
     schedule length (``hrdc_cdt_gamma.yaml``). ``levels``: how classes are split into
-    head/medium/tail (``thirds`` of the classes by count, the default, or ``shots`` with the
-    ``many``/``few`` thresholds).
+    head/medium/tail: §III-D divides them "into three levels according to their number of training
+    samples" without boundaries, so the default ``thirds`` (of the classes sorted by count) is
+    ltsearch's choice; ``shots`` cuts at the ``many``/``few`` thresholds (default 100 / 20, the
+    CIFAR-100-LT / ImageNet-LT literature's; the methods pass the data's own thresholds).
     """
 
     def __init__(self, class_counts, gamma: NonNegative = 0.2, levels: Literal["thirds", "shots"] = "thirds",

@@ -14,8 +14,9 @@ Generator (AFG). Choices where the paper is silent or ambiguous:
   (N_k − 1 denominator; zero for a one-sample class) on *transformed* training features (no
   augmentation), so that the Gaussian assumption, the calibration and the sampling all live in one
   space, and h₂ reads transformed features at training and test time (as in free-lunch calibration).
-- Head / tail: classes with more than ``head_threshold`` training images are head (default 100, the
-  paper's many-shot split on CIFAR-100-LT); the others are tail. The threshold is an absolute count on
+- Head / tail: classes with more than ``head_threshold`` training images are head; the others are
+  tail. The paper gives no number: the default 100 is ltsearch's choice, the many-shot boundary by
+  which CIFAR-100-LT / ImageNet-LT results are reported (> 100 images), taken as an absolute count on
   purpose: a tail class is one whose own covariance estimate is unreliable (a class with fewer images
   than feature dimensions has a rank-deficient one), whatever the dataset's many/few reporting
   groups are. Measured on Fashion-MNIST-LT IF100 (docs/results/fashion_mnist_lt.md): the dataset's
@@ -45,14 +46,17 @@ Generator (AFG). Choices where the paper is silent or ambiguous:
   stage-2 epoch, a tail class whose accuracy rose since the previous epoch gets β += ``beta_step``,
   one whose accuracy fell gets β −= ``beta_step``, clipped to [0, 1]. The paper states only the
   direction ("more confident → increase β"), not the step or the reference, and reads the
-  accuracy on a validation set. ltsearch's validation split only selects configurations (it would
-  stop being an honest selection metric if it steered training), so the accuracy here is that of
-  the epoch's training predictions on the *real* samples (the frozen features of the training
-  images, not the generated ones).
+  accuracy on a validation set (§1, Fig. 2). Both are ltsearch's choices here: the step 0.05, and
+  the accuracy of the epoch's training predictions on the *real* samples (the frozen features of
+  the training images, not the generated ones), because ltsearch's validation split only selects
+  configurations (it would stop being an honest selection metric if it steered training). At
+  ±0.05 a β starting at 0.6 reaches 1 after 8 rises in a row or 0 after 12 falls, so within 40
+  epochs it can saturate.
 - KD (Eq. 11): loss = CE + α·KL(softmax(h₁(f)/T) ‖ softmax(h₂(x̂)/T))·T² over the *real* head-class
   samples of the batch (the teacher h₁, the stage-1 classifier, reads untransformed features, which
   generated samples do not have); α follows the GraLoss schedule over stage-2 progress ("the α in
-  Eq. 11 is set the same as that in GraLoss"); T = ``kd_temperature`` (not given; 1).
+  Eq. 11 is set the same as that in GraLoss"); T = ``kd_temperature``
+  (not given; 1 is ltsearch's choice).
 
 Table 7's components switch with ``stage1_loss`` (``gra``, the default; ``ce``; ``logit_adjust``
 for its "Logitloss" rows — τ is not stated, ``stage1_loss_params: {tau: 1.0}`` is the Table 1 row

@@ -17,16 +17,19 @@ Inference fuses the two classifiers' raw logits (the re-weighting loss's tempera
 training device, removed at test time as in CDT). The paper names three fusions (Table 6) without
 formulas; we read them as weights on the two logits, w = ``fusion_weight``:
 ``average``: ½ z_C + ½ z_R; ``head``: w · z_C + (1 − w) · z_R (favouring the plain,
-head-friendly classifier); ``tail`` (the paper's choice, default): (1 − w) · z_C + w · z_R. With the
-default w = 1 head/tail fusion use one classifier alone, which matches the training weights at the
-start (α = 1) and the end (α → 0) of the ``hrdc`` strategy. The paper's numbers imply mixtures,
-though: Table 6's head fusion reaches 83.2 with the ``hrdc`` strategy, far above the plain CE
-classifier alone (Table 5's CE/CE row: 76.75). The weight is not given: ``hrdc_strategy_fusion.yaml``
-searches it (``fusion_weight`` ∈ [0.5, 1]; 0.5 is the average fusion).
+head-friendly classifier); ``tail`` (the fusion the paper adopts, Table 6; the default):
+(1 − w) · z_C + w · z_R. The paper gives no weight: the default w = 1 is ltsearch's choice, and with
+it "tail fusion" is the re-weighting classifier alone (head fusion the plain classifier alone),
+which matches the training weights at the start (α = 1) and the end (α → 0) of the ``hrdc``
+strategy. The paper's numbers imply mixtures, though: Table 6's head fusion reaches 83.2 with the
+``hrdc`` strategy, far above the plain CE classifier alone (Table 5's CE/CE row: 76.75).
+``hrdc_strategy_fusion.yaml`` searches the weight (``fusion_weight`` ∈ [0.5, 1]; 0.5 is the
+average fusion).
 
-The re-weighting loss's own parameters (``rebal_loss_params``) default per loss: ``seql`` derives
-its λ from the class counts, ``label_aware_smooth`` takes MiSLAS's ε for the dataset's size (see
-those losses).
+The re-weighting loss's own parameters (``rebal_loss_params``) default per loss: ``hrdc``'s
+``levels`` (thirds of the classes) and ``gamma`` (0.2) are ltsearch's choices, not the paper's;
+``seql`` derives its λ from the class counts, ``label_aware_smooth`` takes MiSLAS's ε for the
+dataset's size (see those losses and docs/methods.md).
 """
 
 from __future__ import annotations

@@ -32,6 +32,13 @@ L_cls: LDAM (``max_m``, ``s``) on a cosine head, with deferred re-weighting (cla
 hard-aware loss (``ltsearch.losses.hard_aware``): CE weighted by w̃^c · w^c, w^c class-balanced
 (``hl_beta``), w̃_{e+1} = m · w̃_e + 1 / max(acc_e, ``hl_eps``), m = ``hl_momentum``.
 
+- Paper-silent defaults (ltsearch's choices, docs/methods.md): the paper gives m ∈ (0, 1) without a
+  value (``hl_momentum`` 0.9), does not specify w^c (class-balanced with Cao et al.'s β), and has
+  no accuracy floor at all. ``hl_eps`` is that floor, and so the cap of the weight: one update adds
+  at most 1/``hl_eps`` (100 at 0.01), and for a class whose training accuracy is below
+  ``hl_eps`` the update adds 1/``hl_eps`` whatever the accuracy, so the floor, not the accuracy,
+  sets its weight. ``drw_epoch`` 160 is Cao et al.'s DRW epoch (§3.1 only says "LDAM-DRW" for the
+  first 160 epochs); equal to ``hl_epoch`` by default, it leaves the LDAM phase without a DRW epoch.
 - acc_e is the per-class accuracy of the epoch's *training* predictions (the mean of the two
   branches' softmax, each on its own view): validation only selects configurations, it never
   trains them (an earlier version read the validation split, which let validation labels steer
@@ -53,8 +60,11 @@ hard-aware loss (``ltsearch.losses.hard_aware``): CE weighted by w̃^c · w^c, w
   always``), not from the mean. The benchmark (lenet, 3 seeds, docs/results/fashion_mnist_lt.md)
   agrees: mean 66.6 / 66.0, weighted 66.9 / 66.0 (val / test). On that data the hard-aware phase
   itself costs 17 points (83.8 / 83.0 without it, ``hl_epoch: null``): the hard tail class (shirt)
-  resembles three head classes, and 1/accuracy weighting turns them into shirts. Search ``hl_epoch``
-  (null included) on data with such a class.
+  resembles three head classes, its training accuracy at the switch is below ``hl_eps`` (0.9 % in
+  issue 24's review, seed 0), so its w̃ is the floor's 100 (with w^c 17× T-shirt's), and that
+  weighting turns the head classes into shirts. In the benchmark's mean and weighted runs w̃ is at
+  that floor, so they do not measure the scale reading where w̃ is not extreme. Search
+  ``hl_epoch`` (null included) on data with such a class.
 The hard-aware loss, the KL and inference use the head's logits times ``s`` when the head is
 normed (cosine logits in [−1, 1] would make softmax nearly uniform), as LDAM does.
 

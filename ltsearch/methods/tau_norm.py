@@ -5,8 +5,9 @@ each class's weight vector of the stage-1 classifier is rescaled, w̃_i = w_i / 
 (τ = 1: unit norms, τ = 0: unchanged). Kang et al. drop the classifier's bias for τ-norm;
 ``keep_bias: true`` keeps it. The rescaling is applied in ``predict`` once stage 2 has begun, so
 stage 1's records are the plain classifier's (and stage 1 is shared across τ values).
-Parameters: ``tau`` (1.0), ``keep_bias`` (false), ``stage1_loss`` / ``stage1_loss_params``,
-``stage1_sampler``, ``stage1_from``.
+Parameters: ``tau`` (1.0: ltsearch's default, full normalisation; Kang et al. select τ on
+validation, and on Fashion-MNIST-LT τ near 0 is better, docs/results/fashion_mnist_lt.md),
+``keep_bias`` (false), ``stage1_loss`` / ``stage1_loss_params``, ``stage1_sampler``, ``stage1_from``.
 """
 
 from __future__ import annotations
