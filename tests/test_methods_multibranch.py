@@ -138,9 +138,9 @@ def test_sdnhl_kl_sign_cap_and_lambda_start():
 
 def test_hard_aware_weight_update_over_two_epochs():
     loss = build_loss("hard_aware", COUNTS, momentum=0.9, beta=0.0)  # beta = 0: class weights all 1
-    acc1 = torch.tensor([0.5, 0.25, 0.0, float("nan")])  # 0 → eps = 0.01; NaN (no val images) → 1
+    acc1 = torch.tensor([0.5, 0.25, 0.0, float("nan")])  # 0 → the floor eps = 0.1; NaN (no val images) → 1
     loss.update(acc1)
-    w1 = [0.9 * 1 + 1 / 0.5, 0.9 * 1 + 1 / 0.25, 0.9 * 1 + 1 / 0.01, 0.9 * 1 + 1]
+    w1 = [0.9 * 1 + 1 / 0.5, 0.9 * 1 + 1 / 0.25, 0.9 * 1 + 1 / 0.1, 0.9 * 1 + 1]
     assert loss.hard_weights.tolist() == pytest.approx(w1)
     acc2 = torch.tensor([1.0, 0.5, 0.1, 0.2])
     loss.update(acc2)

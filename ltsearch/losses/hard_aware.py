@@ -20,8 +20,10 @@ class HardAwareLoss(LTLoss):
 
         w̃_{e+1}^c = m · w̃_e^c + 1 / max(acc_e^c, eps)
 
-    ``momentum`` m ∈ [0, 1) (paper: m ∈ (0, 1), no value given); ``eps`` guards a class with zero
-    accuracy (1/acc ≤ 1/eps); a class the epoch did not see (accuracy NaN) counts as acc = 1;
+    ``momentum`` m ∈ [0, 1) (paper: m ∈ (0, 1), no value given); ``eps``, the accuracy floor, caps
+    each update at 1/eps (the paper has no floor; SDNHL's ``hl_eps`` default 0.1 is ltsearch's
+    choice, see ``ltsearch.methods.sdnhl``) and so sets the weight of a class the model gets almost
+    always wrong; a class the epoch did not see (accuracy NaN) counts as acc = 1;
     ``init``: w̃ before the first update. w̃ is a buffer, checkpointed with the model.
 
     ``reduction``: ``mean`` is the paper's plain batch mean (1/M), whose scale follows w̃·w (up to
@@ -31,7 +33,7 @@ class HardAwareLoss(LTLoss):
     """
 
     def __init__(self, class_counts, momentum: HalfOpenUnit = 0.9, beta: HalfOpenUnit = 0.9999,
-                 eps: PositiveUnit = 0.01, init: NonNegative = 1.0, normalize: bool = False,
+                 eps: PositiveUnit = 0.1, init: NonNegative = 1.0, normalize: bool = False,
                  reduction: Literal["mean", "weighted"] = "mean", weight=None):
         super().__init__(class_counts, weight)
         if weight is None:
