@@ -255,8 +255,26 @@ def _preflight_data(spec: Any, trials: Any = ()) -> None:
     exps = [spec.experiment] + [t.exp for t in trials if t.exp.data == spec.experiment.data]  # the base data's counts
     for line in method_notices(exps, data.class_counts):
         console.print(f"notice: {line}", markup=False, highlight=False, soft_wrap=True)
-    for line in switch_notes(exps):
+    for line in switch_notes(exps) + phase_notes(exps):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def phase_notes(experiments: list[Any]) -> list[str]:
+    """One ``note:`` per method whose recipe leaves a phase (``Plan.phases``: SDNHL's hard-aware
+    phase, DRW, a classifier stage) fewer epochs at its learning rate than it needs: a scaled recipe
+    (``--smoke``, a shorter run) compressed it. Distinct lines, in first-seen order."""
+    from ltsearch.methods import compressed_phases, method_plan
+
+    out: list[str] = []
+    for exp in experiments:
+        try:
+            plan = method_plan(exp)
+            line = compressed_phases(exp.method.name + (f" ({plan.loss})" if exp.method.name == "single" else ""), plan)
+        except Exception:  # noqa: BLE001 - an invalid section is reported by its trial
+            continue
+        if line and f"note: {line}" not in out:
+            out.append(f"note: {line}")
+    return out
 
 
 def switch_notes(experiments: list[Any]) -> list[str]:

@@ -101,6 +101,19 @@ class OptimSpec(Strict):
     lr_decay: float = Field(0.01, gt=0, le=1)
 
 
+def lr_at(optim: OptimSpec, epoch: int) -> float:
+    """Linear warm-up over ``warmup`` epochs, then step decay (×``lr_decay`` at each milestone)
+    or cosine decay to 0, per epoch (LDAM-DRW's recipe: warm-up 5, ×0.01 at 160 and 180)."""
+    if epoch < optim.warmup:
+        return optim.lr * (epoch + 1) / optim.warmup
+    if optim.lr_schedule == "step":
+        return optim.lr * optim.lr_decay ** sum(epoch >= m for m in optim.milestones)
+    if optim.lr_schedule == "cosine":
+        span = max(optim.epochs - optim.warmup, 1)
+        return 0.5 * optim.lr * (1 + math.cos(math.pi * (epoch - optim.warmup) / span))
+    return optim.lr
+
+
 class EvalSpec(Strict):
     checkpoint_rule: Literal["last", "best_val"] = "last"
     test_every: int = Field(0, ge=0)

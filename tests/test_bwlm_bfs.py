@@ -67,21 +67,27 @@ def bwlm(**params) -> BWLM:
 
 
 @pytest.mark.parametrize("y", [0, 4])
-def test_alpha_one_is_cb_focal_with_raw_full_set_weights(y):
+def test_alpha_one_is_cb_focal_with_raw_weights_of_the_review_set(y):
     m = bwlm(bfs_alpha=1.0, bfs_beta=0.99, bfs_gamma=1.0)
     z = [0.2, -0.4, 1.0, 0.0, -1.2, 0.3]
-    w_y = 0.01 / (1 - 0.99 ** TRAIN[y])  # Eq. 5 with D's count
+    w_y = 0.01 / (1 - 0.99 ** REVIEW[y])  # Eq. 5 with D̂'s count (bfs_counts: review, the default)
     assert float(m.loss2(torch.tensor([z]), torch.tensor([y]))) == pytest.approx(cb_focal_by_hand(z, y, w_y, 1.0), rel=1e-6)
+    full = bwlm(bfs_alpha=1.0, bfs_beta=0.99, bfs_gamma=1.0, bfs_counts="train")  # §3.1's n_j on D
+    w_y = 0.01 / (1 - 0.99 ** TRAIN[y])
+    assert float(full.loss2(torch.tensor([z]), torch.tensor([y]))) == pytest.approx(cb_focal_by_hand(z, y, w_y, 1.0), rel=1e-6)
 
 
-def test_alpha_zero_is_balanced_softmax_with_full_set_counts():
+def test_alpha_zero_is_balanced_softmax_with_the_prior_of_the_set_it_trains_on():
+    """Balanced softmax undoes the label prior of the set the classifier is fitted on (Ren et al.,
+    BWLM Eq. 9); stage 2 fits it on D̂, so by default n_j are D̂'s counts; ``train`` gives D's."""
     z, y = [0.2, -0.4, 1.0, 0.0, -1.2, 0.3], 5
+    assert BWLM.validate_params({}).bfs_counts == "review"
     m = bwlm(bfs_alpha=0.0)
-    assert float(m.loss2(torch.tensor([z]), torch.tensor([y]))) == pytest.approx(balanced_softmax_by_hand(z, y, TRAIN), rel=1e-6)
-    review = bwlm(bfs_alpha=0.0, bfs_counts="review")  # the other reading: D̂'s counts
-    assert float(review.loss2(torch.tensor([z]), torch.tensor([y]))) == pytest.approx(
-        balanced_softmax_by_hand(z, y, REVIEW), rel=1e-6)
-    assert review.loss2.cb_weights.tolist() == pytest.approx([0.0001 / (1 - 0.9999 ** n) for n in REVIEW], rel=1e-5)
+    assert float(m.loss2(torch.tensor([z]), torch.tensor([y]))) == pytest.approx(balanced_softmax_by_hand(z, y, REVIEW), rel=1e-6)
+    assert m.loss2.cb_weights.tolist() == pytest.approx([0.0001 / (1 - 0.9999 ** n) for n in REVIEW], rel=1e-5)
+    full = bwlm(bfs_alpha=0.0, bfs_counts="train")
+    assert float(full.loss2(torch.tensor([z]), torch.tensor([y]))) == pytest.approx(
+        balanced_softmax_by_hand(z, y, TRAIN), rel=1e-6)
 
 
 def test_stage2_recipe_is_the_papers_whatever_stage1_uses():
@@ -90,17 +96,46 @@ def test_stage2_recipe_is_the_papers_whatever_stage1_uses():
     o = s2.optim
     assert (o.name, o.lr, o.batch_size, o.momentum, o.lr_schedule, o.warmup, o.milestones) == \
         ("sgd", 0.01, 64, 0.9, "cosine", 0, [])
+    assert (o.weight_decay, s2.epochs) == (5.0e-3, 10)  # λ of Eq. 14-17 from [52]; Kang et al.'s 10 epochs
     inherit = bwlm(stage2_lr=None, stage2_batch_size=None, stage2_momentum=None, stage2_optimizer=None).stages()[1].optim
     assert (inherit.name, inherit.lr, inherit.batch_size, inherit.momentum) == ("adam", 0.1, 128, 0.5)
 
 
+def test_stage2_weight_decay_is_the_one_reproduce_uses():
+    """BWLM takes λ from Alshammari et al. [52]; the default is the value the paper's CIFAR rows run with."""
+    import yaml
+
+    papers = yaml.safe_load((REPO / "ltsearch/reproduce/papers.yaml").read_text())
+    assert BWLM.validate_params({}).stage2_weight_decay == papers["methods"]["bwlm"]["stage2_weight_decay"] == 5.0e-3
+    assert bwlm(stage2_weight_decay=None).stages()[1].optim.weight_decay == OptimSpec().weight_decay  # inherits
+
+
 def test_small_c_notice():
-    p = BWLM.validate_params({})
+    p = BWLM.validate_params({"bfs_normalize": True})  # normalised weights: no α notice
     ten = [100 - 9 * i for i in range(10)]
     assert BWLM.notices(p, ten) == ["bwlm: stage 1 trains on the 5 most frequent of 10 classes (the paper's design); "
                                     "stage1_data: all trains on every class"]
-    assert BWLM.notices(BWLM.validate_params({"stage1_data": "all"}), ten) == []
+    assert BWLM.notices(BWLM.validate_params({"stage1_data": "all", "bfs_normalize": True}), ten) == []
     assert BWLM.notices(p, [500 - 4 * i for i in range(100)]) == []
+
+
+def test_alpha_notice_where_the_cb_focal_term_is_negligible():
+    """Fashion-MNIST-LT IF100 (10 classes, 5000 ... 50): D̂ = [387] * 6 + [232, 139, 83, 50]; the largest
+    raw Eq. 5 weight is 1e-4 / (1 - 0.9999^50); at zero logits the CB-focal term is w · 10 · ½ · log 2 and
+    balanced softmax on D̂ about log 10: a 3 % share, below which α barely matters."""
+    from ltsearch.methods.bwlm import cb_focal_share
+
+    fashion = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    p = BWLM.validate_params({"stage1_data": "all"})
+    share = 1e-4 / (1 - 0.9999 ** 50) * 10 * 0.5 * math.log(2) / math.log(10)
+    assert cb_focal_share(p, fashion) == pytest.approx(share) and share < 0.05
+    assert BWLM.notices(p, fashion) == [f"bwlm: with raw class-balanced weights the CB-focal term is at most "
+                                        f"{100 * share:.1f} % of the balanced-softmax term here, so bfs_alpha (0.1) "
+                                        "changes little below 1; bfs_normalize: true uses Cui et al.'s sum-to-C weights"]
+    # the paper's CIFAR-100-LT IF100 (500 ... 5): the rarest classes' weights make the term matter
+    cifar100 = [round(500 * 0.01 ** (i / 99)) for i in range(100)]
+    assert cb_focal_share(p, cifar100) > 0.05 and BWLM.notices(p, cifar100) == []
+    assert BWLM.notices(BWLM.validate_params({"stage1_data": "all", "bfs_normalize": True}), fashion) == []
 
 
 def test_cli_train_prints_the_notice(tmp_path):

@@ -138,9 +138,9 @@ def test_sdnhl_kl_sign_cap_and_lambda_start():
 
 def test_hard_aware_weight_update_over_two_epochs():
     loss = build_loss("hard_aware", COUNTS, momentum=0.9, beta=0.0)  # beta = 0: class weights all 1
-    acc1 = torch.tensor([0.5, 0.25, 0.0, float("nan")])  # 0 → eps = 0.01; NaN (no val images) → 1
+    acc1 = torch.tensor([0.5, 0.25, 0.0, float("nan")])  # 0 → the floor eps = 0.1; NaN (no val images) → 1
     loss.update(acc1)
-    w1 = [0.9 * 1 + 1 / 0.5, 0.9 * 1 + 1 / 0.25, 0.9 * 1 + 1 / 0.01, 0.9 * 1 + 1]
+    w1 = [0.9 * 1 + 1 / 0.5, 0.9 * 1 + 1 / 0.25, 0.9 * 1 + 1 / 0.1, 0.9 * 1 + 1]
     assert loss.hard_weights.tolist() == pytest.approx(w1)
     acc2 = torch.tensor([1.0, 0.5, 0.1, 0.2])
     loss.update(acc2)
@@ -269,3 +269,19 @@ def test_smoke_two_epochs(method, keys):
         assert [r.schedules[key] for r in out.epochs] == pytest.approx(values)
     assert math.isfinite(out.summary["test_acc"])
     assert all(math.isfinite(row["weight_norm"]) for row in out.per_class)
+
+
+def test_sdnhl_accuracy_floor_is_ltsearchs_cap_of_the_hard_weight():
+    """The paper writes w̃ += 1/acc with no floor; ltsearch's default hl_eps = 0.1 caps an update at 10.
+    Fashion-MNIST-LT's shirt class at the switch: 0.9 % training accuracy → w̃ = 10 (0.01 gave 100)."""
+    from ltsearch.methods import sdnhl
+
+    assert sdnhl.SDNHLParams().hl_eps == 0.1
+    assert "ltsearch's choice" in sdnhl.__doc__ and "cap" in sdnhl.__doc__
+    acc = torch.tensor([0.97, 0.5, 0.009, 1.0])
+    m = make("sdnhl", hl_epoch=3)  # w̃ starts at 0 and its first update is 1/max(acc, 0.1)
+    m.on_epoch_end(2, SimpleNamespace(per_class_acc=acc))
+    assert m.hl.hard_weights.tolist() == pytest.approx([1 / 0.97, 2.0, 10.0, 1.0])
+    old = make("sdnhl", hl_epoch=3, hl_eps=0.01)
+    old.on_epoch_end(2, SimpleNamespace(per_class_acc=acc))
+    assert old.hl.hard_weights.tolist() == pytest.approx([1 / 0.97, 2.0, 100.0, 1.0])

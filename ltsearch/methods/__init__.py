@@ -8,7 +8,8 @@ import pkgutil
 from typing import Any, Iterable, Sequence
 
 from ltsearch.methods.base import (
-    Method, MethodContext, Plan, Stage, Stream, TrainStats, check_schedules, check_step_output,
+    Method, MethodContext, Phase, Plan, Stage, Stream, TrainStats, check_schedules, check_step_output,
+    compressed_phases,
 )
 from ltsearch.data.longtail import resolve_splits
 from ltsearch.models import Net, build_model
@@ -70,5 +71,5 @@ def method_notices(experiments: Iterable[ExperimentSpec], class_counts: Sequence
     return out
 
 
-__all__ = ["Method", "MethodContext", "Plan", "Stage", "Stream", "TrainStats", "build_method", "check_schedules",
-           "check_step_output", "make_method", "method_notices", "method_plan"]
+__all__ = ["Method", "MethodContext", "Phase", "Plan", "Stage", "Stream", "TrainStats", "build_method", "check_schedules",
+           "check_step_output", "compressed_phases", "make_method", "method_notices", "method_plan"]

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ltsearch.errors import UserError, format_validation_error
 from ltsearch.models import Net, head_weight
-from ltsearch.spec import OptimSpec
+from ltsearch.spec import OptimSpec, lr_at
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,45 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """A part of a stage whose mechanism needs epochs at the learning rate it starts with (the
+    ``plan()``'s ``phases``): SDNHL's hard-aware phase (w̃ learns from each epoch's training
+    accuracy), a deferred re-weighting (DRW), a classifier stage. From epoch ``start`` (0-based,
+    within stage ``stage``) to ``end`` (exclusive; None: the stage's end); ``min_epochs``: the epochs it needs at its rate
+    (:func:`compressed_phases` counts those whose learning rate is at least ``RATE_KEPT`` of the
+    phase's first one); ``key``: the parameter that sets it, for the message."""
+
+    name: str
+    stage: str
+    start: int
+    min_epochs: int = 3
+    key: str = ""
+    end: int | None = None
+
+
+# ltsearch's choices (docs/methods.md): a phase keeps its rate while the lr is within 10× of its first
+# epoch's (a step decay of 0.01 ends it; a cosine stage keeps about 80 % of its epochs), and needs 3 such
+# epochs: 3 updates of a per-epoch feedback weight (SDNHL's w̃: with 1 the weight never sees the effect
+# of its own correction, docs/results/fashion_mnist_lt.md); DRW and a classifier stage get the same floor.
+RATE_KEPT = 0.1
+MIN_PHASE_EPOCHS = 3
+
+
+@dataclass(frozen=True)
 class Plan:
     """What the platform needs to know about a method's trial, declared by :meth:`Method.plan`.
 
     ``switches``: global 0-based epochs where the behaviour changes (DRW, a new stage...), for
     ASHA's grace period; a ``None`` entry (a switch that is off) is dropped; ``schedules``: the
     names :meth:`Method.schedule_values` records (Parquet ``epochs`` columns); ``loss``: the trials
-    table's ``loss`` column."""
+    table's ``loss`` column; ``phases``: the :class:`Phase` s that need epochs at their rate (a
+    scaled recipe that squeezes one is reported by :func:`compressed_phases`)."""
 
     stages: tuple[Stage, ...]
     switches: tuple[int | None, ...] = ()
     schedules: tuple[str, ...] = ()
     loss: str = ""
+    phases: tuple[Phase, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "switches", present(*self.switches))
@@ -79,6 +106,36 @@ class Plan:
     @property
     def epochs(self) -> int:
         return sum(s.epochs for s in self.stages)
+
+
+def phase_epochs(phase: Phase, stage: Stage) -> int:
+    """Epochs of ``phase`` whose learning rate is at least ``RATE_KEPT`` of its first epoch's."""
+    end = stage.epochs if phase.end is None else min(phase.end, stage.epochs)
+    if stage.posthoc or phase.start >= end:
+        return 0
+    first = lr_at(stage.optim, phase.start)
+    return sum(lr_at(stage.optim, e) >= RATE_KEPT * first for e in range(phase.start, end))
+
+
+def compressed_phases(method: str, plan: Plan) -> str | None:
+    """One line naming every phase of ``plan`` that has fewer than its ``min_epochs`` at its rate
+    (what a scaled recipe -- ``--smoke``, a benchmark, a user's shorter run -- compressed), or None.
+    A phase that starts at or past its end is off, not compressed (``switch_notes`` reports a
+    switch past the end)."""
+    stages = {s.name: s for s in plan.stages}
+    parts = []
+    for phase in plan.phases:
+        stage = stages.get(phase.stage)
+        end = None if stage is None else stage.epochs if phase.end is None else min(phase.end, stage.epochs)
+        if stage is None or stage.posthoc or phase.start >= end:
+            continue
+        kept = phase_epochs(phase, stage)
+        if kept < phase.min_epochs:
+            lrs = sorted({f"{lr_at(stage.optim, e):.3g}" for e in range(phase.start, end)}, key=float, reverse=True)
+            where = f" ({phase.key})" if phase.key else ""
+            parts.append(f"the {phase.name}{where} has {kept} of its {end - phase.start} epochs at its learning rate "
+                         f"(lr {' → '.join(lrs)}), fewer than the {phase.min_epochs} it needs")
+    return f"{method}: the recipe compressed a phase: {'; '.join(parts)}" if parts else None
 
 
 @dataclass

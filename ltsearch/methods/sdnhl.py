@@ -32,13 +32,18 @@ L_cls: LDAM (``max_m``, ``s``) on a cosine head, with deferred re-weighting (cla
 hard-aware loss (``ltsearch.losses.hard_aware``): CE weighted by w̃^c · w^c, w^c class-balanced
 (``hl_beta``), w̃_{e+1} = m · w̃_e + 1 / max(acc_e, ``hl_eps``), m = ``hl_momentum``.
 
-- Paper-silent defaults (ltsearch's choices, docs/methods.md): the paper gives m ∈ (0, 1) without a
-  value (``hl_momentum`` 0.9), does not specify w^c (class-balanced with Cao et al.'s β), and has
-  no accuracy floor at all. ``hl_eps`` is that floor, and so the cap of the weight: one update adds
-  at most 1/``hl_eps`` (100 at 0.01), and for a class whose training accuracy is below
-  ``hl_eps`` the update adds 1/``hl_eps`` whatever the accuracy, so the floor, not the accuracy,
-  sets its weight. ``drw_epoch`` 160 is Cao et al.'s DRW epoch (§3.1 only says "LDAM-DRW" for the
-  first 160 epochs); equal to ``hl_epoch`` by default, it leaves the LDAM phase without a DRW epoch.
+- ``hl_eps`` is the accuracy floor, and so the cap of each update: 1/acc ≤ 1/``hl_eps`` (w̃ ≤
+  1/((1 − m)·``hl_eps``) in the limit). The paper has none (it writes 1/acc); the default 0.1
+  (w̃ ≤ 10 per update) is ltsearch's choice, by measurement: on Fashion-MNIST-LT the hard tail
+  class (shirt) has 0.9 % training accuracy at the switch, so with a floor of 0.01 it gets w̃ = 100,
+  90 % of the loss weight, and one epoch turns the head classes into shirts; with 0.1 it gets 10
+  (docs/results/fashion_mnist_lt.md, "SDNHL's accuracy floor"). Search it with ``hl_momentum``
+  (``search_spaces/hl_momentum.yaml``).
+- Other paper-silent defaults (ltsearch's choices, docs/methods.md): the paper gives m ∈ (0, 1)
+  without a value (``hl_momentum`` 0.9) and does not specify w^c (class-balanced with Cao et al.'s
+  β). ``drw_epoch`` 160 is Cao et al.'s DRW epoch (§3.1 only says "LDAM-DRW" for the first 160
+  epochs); equal to ``hl_epoch`` by default, it leaves the LDAM phase without a DRW epoch.
+
 - acc_e is the per-class accuracy of the epoch's *training* predictions (the mean of the two
   branches' softmax, each on its own view): validation only selects configurations, it never
   trains them (an earlier version read the validation split, which let validation labels steer
@@ -84,7 +89,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, class_balanced_weights
-from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream, TrainStats, present
+from ltsearch.methods.base import Method, MethodContext, Phase, Plan, Stage, Stream, TrainStats, present
 from ltsearch.methods.bbn import branch_net
 from ltsearch.models import NormedLinear, fresh_head
 from ltsearch.registry import METHODS
@@ -103,7 +108,7 @@ class SDNHLParams(BaseModel):
     hl_epoch: int | None = switch_field(160, ge=0)
     hl_momentum: float = Field(0.9, ge=0, lt=1)
     hl_beta: float = Field(0.9999, ge=0, lt=1)
-    hl_eps: float = Field(0.01, gt=0, le=1)
+    hl_eps: float = Field(0.1, gt=0, le=1)  # ltsearch's choice (the paper has no floor): caps 1/acc at 10
     hl_accumulate: Literal["switch", "always"] = "switch"
     hl_reduction: Literal["mean", "weighted"] = "mean"
     hl_normalize: bool = False
@@ -166,8 +171,13 @@ class SDNHL(Method):
 
     @classmethod
     def plan(cls, params: SDNHLParams, optim: OptimSpec) -> Plan:
+        phases = []
+        if params.hl_epoch is not None:  # w̃ learns from each epoch's training accuracy: it needs epochs
+            phases.append(Phase("hard-aware phase", "main", params.hl_epoch, key="hl_epoch"))
+        if params.drw_epoch is not None and (params.hl_epoch is None or params.drw_epoch < params.hl_epoch):
+            phases.append(Phase("deferred re-weighting", "main", params.drw_epoch, key="drw_epoch", end=params.hl_epoch))
         return Plan((Stage("main", optim.epochs, optim),), switches=present(params.drw_epoch, params.hl_epoch),
-                    schedules=("lambda", "hl_on", "drw_on"))
+                    schedules=("lambda", "hl_on", "drw_on"), phases=tuple(phases))
 
     def streams(self, epoch: int) -> dict[str, Stream]:
         return {"main": Stream("instance", views=("weak", "strong"))}

@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, check_loss_params, class_balanced_weights
-from ltsearch.methods.base import Method, MethodContext, Plan, Stage, Stream, TrainStats, present
+from ltsearch.methods.base import Method, MethodContext, Phase, Plan, Stage, Stream, TrainStats, present
 from ltsearch.registry import METHODS, SAMPLERS
 from ltsearch.spec import OptimSpec, switch_field
 
@@ -69,8 +69,11 @@ class Single(Method):
 
     @classmethod
     def plan(cls, params: SingleParams, optim: OptimSpec) -> Plan:
+        phases = [Phase(name, "main", at, key=key) for name, at, key in
+                  (("deferred re-weighting", params.drw_epoch, "drw_epoch"),
+                   ("deferred re-sampling", params.drs_epoch, "drs_epoch")) if at is not None]
         return Plan((Stage("main", optim.epochs, optim),), switches=present(params.drw_epoch, params.drs_epoch),
-                    schedules=("drw_on", "drs_on"), loss=params.loss)
+                    schedules=("drw_on", "drs_on"), loss=params.loss, phases=tuple(phases))
 
     def streams(self, epoch: int) -> dict[str, Stream]:
         p = self.params

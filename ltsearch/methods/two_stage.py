@@ -36,7 +36,7 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ltsearch.losses import build_loss, check_loss_params, resolved_loss_params
-from ltsearch.methods.base import Method, MethodContext, Plan, Stage, StageReuse, Stream, TrainSet, TrainStats
+from ltsearch.methods.base import Method, MethodContext, Phase, Plan, Stage, StageReuse, Stream, TrainSet, TrainStats
 from ltsearch.models.heads import NormedLinear
 from ltsearch.registry import LOSSES, SAMPLERS
 from ltsearch.spec import OptimSpec, epochs_field
@@ -128,8 +128,9 @@ class TwoStage(Method):
     def plan(cls, params: TwoStageParams, optim: OptimSpec) -> Plan:
         """Stage 1 with the spec's optimiser, stage 2 with its own; behaviour changes at stage 2."""
         stage2 = Stage(CLASSIFIER, params.stage2_epochs, stage2_optim(optim, params), posthoc=cls.posthoc_stage2)
+        phases = () if cls.posthoc_stage2 else (Phase("classifier stage", CLASSIFIER, 0, key="stage2_epochs"),)
         return Plan((Stage(REPRESENTATION, optim.epochs, optim), stage2), switches=(optim.epochs,),
-                    schedules=cls.schedules, loss=params.stage1_loss_spec()[0])
+                    schedules=cls.schedules, loss=params.stage1_loss_spec()[0], phases=phases)
 
     def begin_stage(self, stage: Stage, train: TrainSet) -> None:
         self.stage = stage.name

@@ -36,7 +36,7 @@ from ltsearch.data.longtail import class_split_names
 from ltsearch.defaults import resolve_defaults
 from ltsearch.errors import UserError
 from ltsearch.methods import Method, Stage, TrainStats, build_method, check_schedules, check_step_output
-from ltsearch.spec import ExperimentSpec, OptimSpec
+from ltsearch.spec import ExperimentSpec, OptimSpec, lr_at
 from ltsearch.resolved import ResolvedTrial, as_trial
 from ltsearch.train import stage_cache as stage_cache_mod
 from ltsearch.train.callbacks import BestVal, Callback, PeriodicTest, Report
@@ -83,19 +83,6 @@ def select_device(name: str) -> torch.device:
             raise UserError("experiment.device: cuda requested but no GPU is visible (use auto or cpu)")
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
-
-
-def lr_at(optim: OptimSpec, epoch: int) -> float:
-    """Linear warm-up over ``warmup`` epochs, then step decay (×``lr_decay`` at each milestone)
-    or cosine decay to 0, per epoch (LDAM-DRW's recipe: warm-up 5, ×0.01 at 160 and 180)."""
-    if epoch < optim.warmup:
-        return optim.lr * (epoch + 1) / optim.warmup
-    if optim.lr_schedule == "step":
-        return optim.lr * optim.lr_decay ** sum(epoch >= m for m in optim.milestones)
-    if optim.lr_schedule == "cosine":
-        span = max(optim.epochs - optim.warmup, 1)
-        return 0.5 * optim.lr * (1 + math.cos(math.pi * (epoch - optim.warmup) / span))
-    return optim.lr
 
 
 def make_optimizer(params: list[torch.nn.Parameter], optim: OptimSpec) -> torch.optim.Optimizer:
