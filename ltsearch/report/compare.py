@@ -118,12 +118,6 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired(runs: dict[str, pd.DataFrame], baseline: str | None, top: int | None = TOP) -> tuple[pd.DataFrame, str]:
-    """The paired-difference display table of the configurations shown (top ``top`` per run and the baseline)."""
-    _, diffs, base = tables.shown(runs, baseline, top)
-    return T.delta_display(diffs), base
-
-
 def statistics(runs: dict[str, pd.DataFrame], baseline: str | None, top: int | None = TOP) -> dict[str, object]:
     """What the statistics sections show, for the configurations shown (top ``top`` per run and the
     baseline; the bootstrap is computed for these only): ``base`` (label), ``paired`` (Student-t
