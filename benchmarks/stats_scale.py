@@ -4,7 +4,8 @@
 store returns it (``config_key`` and ``config_json`` stored, three searched parameters, a plain-CE
 configuration among them, ``subset_seed`` 0) with ``configs × seeds`` ok rows and times
 ``summary.config_summary``, ``stats.paired_differences``, ``stats.intervals`` (every
-configuration), ``compare.markdown`` (top 5) and ``tables.csv`` (every configuration), each once,
+configuration), ``compare.markdown`` (top 5) and ``tables.csv`` (every row; intervals for the top 5, then for
+every row), each once,
 in one process. Loading is not timed (``benchmarks`` of the store do that).
 """
 
@@ -44,6 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", type=int, default=3300)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated step names to time (default: all)")
     args = ap.parse_args()
     from ltsearch.report import compare, stats as T, summary as S, tables
 
@@ -54,6 +56,10 @@ def main() -> None:
     if hasattr(T, "intervals"):
         steps.append(("intervals (all configurations)", lambda: T.intervals(runs)))
     steps += [("compare markdown (top 5)", lambda: compare.markdown(runs)), ("compare csv (all)", lambda: tables.csv(runs))]
+    if "top" in tables.csv.__code__.co_varnames:
+        steps.append(("compare csv (all, --top 0)", lambda: tables.csv(runs, top=None)))
+    if args.only:
+        steps = [s for s in steps if s[0].split(" (")[0] in args.only.split(",")]
     print(f"{len(trials)} trials, {args.configs} configurations × {args.seeds} seeds")
     for name, fn in steps:
         t0 = time.perf_counter()
