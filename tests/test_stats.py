@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from scipy import stats as sps
 from typer.testing import CliRunner
 
 from ltsearch.cli import app
@@ -263,6 +264,10 @@ def test_iqm_by_hand():
     vals = [10.0, 1.0, 7.0, 3.0, 100.0, 5.0, -50.0, 4.0]  # sorted: -50 1 | 3 4 5 7 | 10 100
     assert float(T.iqm(np.array(vals))) == (3 + 4 + 5 + 7) / 4
     assert float(T.iqm(np.array([1.0, 2.0, 9.0]))) == 4.0  # a quarter of 3 rounds down to 0: the mean
+    rng = np.random.default_rng(0)
+    for n in range(1, 10):  # scipy's trim_mean, whatever the number of runs and the batch shape
+        x = rng.normal(size=(4, 7, n))
+        assert np.allclose(T.iqm(x, axis=-1), sps.trim_mean(x, 0.25, axis=-1))
 
 
 def test_bootstrap_interval_properties():
