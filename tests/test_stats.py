@@ -410,3 +410,15 @@ def test_compare_formats_carry_the_bootstrap_columns(tmp_path):
     assert CliRunner().invoke(app, ["report", str(a), "-o", str(tmp_path / "r.html"), "--cdn"]).exit_code == 0
     page = (tmp_path / "r.html").read_text()
     assert "Probability of improvement over loss=ce" in page and "1.00 [1.00, 1.00]" in page
+
+
+def test_variance_counts_a_duplicated_run_once():
+    """The subset/initialisation split sees runs as the pairing does: a (subset, seed) trained twice
+    is one run, their mean (subsets [1, 3] and [5, 7]: σ²_init = 2, σ²_subset = 7, as by hand in
+    tests/test_subsets.py)."""
+    from ltsearch.report import variance as V
+
+    values = {(0, 0): 1, (0, 1): 3, (1, 0): 5, (1, 1): 7}
+    rows = unit_rows("ce", values, key="k") + unit_rows("ce", {(0, 0): 0}, key="k") + unit_rows("ce", {(0, 0): 2}, key="k")
+    s = V.by_configuration(pd.DataFrame(rows), "test_acc")["loss=ce"]
+    assert s.runs == 4 and s.var_init == 2 and s.var_subset == 7
