@@ -4,8 +4,12 @@ Rules (the report and compare pages rely on these):
 
 - **Searched parameters** are the ``trials`` columns whose name contains a ``.`` (the dotted path
   of the spec, e.g. ``method.gamma``); ``spec.yaml`` is not needed.
-- **A configuration** is one distinct value of ``(method, loss, *searched parameters)``; its rows
-  differ only by ``seed``. ``config_key`` is a JSON list of those values, ``config`` a short label.
+- **A configuration** is one stored ``config_key`` (the resolved experiment without its seeds, as
+  the run wrote it); its rows differ only by ``seed`` and ``subset_seed``. Rows of an older run
+  without one are keyed by the JSON list of ``(method, loss, *searched parameters)``. ``config`` is
+  a short label from the searched values (``#0``, ``#1`` where two keys print alike).
+- Every function is a group-by over the rows (labels are built once per configuration), so a
+  sweep of 10,000 trials is summarised in a fraction of a second.
 - **Statistics** are over the ``ok`` trials of a configuration: mean and sample std (ddof=1, so a
   single seed has no std). ``failed`` / ``stopped`` trials are counted, never averaged.
 - **Ranking** is by mean ``val_acc``, descending; configurations without an ok trial come last.
