@@ -1,26 +1,34 @@
-"""Paired per-seed statistics against a baseline, and the LaTeX / CSV / markdown tables of ``compare``.
+"""Paired per-seed statistics against a baseline, bootstrap intervals, IQM and the probability of
+improvement, configuration identity and pairing, the baseline rule, and the LaTeX / CSV / markdown
+tables of ``compare``.
 
 The expected intervals are computed here by hand: d_s = X_s − B_s, mean, sample std (ddof=1),
 half-width t · s / √n with the t quantiles from a printed table (t_0.975 with 2 and 3 degrees of
-freedom: 4.302653, 3.182446), not from scipy.
+freedom: 4.302653, 3.182446), not from scipy. P(X > Y) and the IQM are counted by hand in the
+tests; bootstrap intervals are checked by their properties (contain the point, collapse on
+constant data, none for one run, independent of the other configurations, reproducible).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from scipy import stats as sps
 from typer.testing import CliRunner
 
 from ltsearch.cli import app
 from ltsearch.errors import UserError
 from ltsearch.report import stats as T
+from ltsearch.report import summary as S
 from ltsearch.report import tables
 from ltsearch.results import ResultStore
 
@@ -236,3 +244,181 @@ def test_compare_top_shows_every_configuration(tmp_path):
     assert short.exit_code == 0 and full.exit_code == 0, full.output
     assert short.output.count("gamma=") < full.output.count("gamma=")
     assert all(f"gamma={i}" in full.output for i in range(7))
+
+
+# ------------------------------------------------------------------ bootstrap, IQM, P(X > Y)
+
+
+def test_probability_of_improvement_pair_by_pair():
+    """X = [1, 2, 3], Y = [2, 2, 0]: 1 beats only 0 (0, 0, 1); 2 ties twice and beats 0 (½, ½, 1);
+    3 beats all (1, 1, 1): 6 of 9 pairs."""
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 0.0])
+    assert float(T.p_improve(x, y)) == pytest.approx(6 / 9)
+    assert float(T.p_improve(y, x)) == pytest.approx(1 - 6 / 9)  # P(Y > X) = 1 − P(X > Y) with ties half
+    assert float(T.p_improve(x, x)) == 0.5  # the baseline against itself
+    point, lo, hi = T.bootstrap([x], T.p_improve, y)
+    assert point[0] == pytest.approx(6 / 9) and 0 <= lo[0] <= point[0] <= hi[0] <= 1
+
+
+def test_iqm_by_hand():
+    vals = [10.0, 1.0, 7.0, 3.0, 100.0, 5.0, -50.0, 4.0]  # sorted: -50 1 | 3 4 5 7 | 10 100
+    assert float(T.iqm(np.array(vals))) == (3 + 4 + 5 + 7) / 4
+    assert float(T.iqm(np.array([1.0, 2.0, 9.0]))) == 4.0  # a quarter of 3 rounds down to 0: the mean
+    rng = np.random.default_rng(0)
+    for n in range(1, 10):  # scipy's trim_mean, whatever the number of runs and the batch shape
+        x = rng.normal(size=(4, 7, n))
+        assert np.allclose(T.iqm(x, axis=-1), sps.trim_mean(x, 0.25, axis=-1))
+
+
+def test_bootstrap_interval_properties():
+    rng = np.random.default_rng(3)
+    samples = [rng.normal(70, 2, 5), np.full(4, 71.5), np.array([69.0]), np.array([]), rng.normal(70, 2, 5)]
+    for stat in (T.mean, T.iqm):
+        point, lo, hi = T.bootstrap(samples, stat)
+        assert lo[0] <= point[0] <= hi[0] and lo[0] < hi[0]
+        assert (lo[1], point[1], hi[1]) == (pytest.approx(71.5),) * 3  # constant data: the interval collapses
+        assert point[2] == 69.0 and math.isnan(lo[2]) and math.isnan(hi[2])  # one run: a value, no interval
+        assert math.isnan(point[3])  # no run: nothing
+        alone = T.bootstrap(samples[4:5], stat)  # a sample's interval does not depend on the others'
+        assert (alone[1][0], alone[2][0]) == (lo[4], hi[4])
+        assert np.array_equal(T.bootstrap(samples, stat)[1], lo, equal_nan=True)  # fixed generator: reproducible
+    # point values everywhere, intervals only where wanted
+    point, lo, hi = T.bootstrap(samples, T.mean, wanted=np.array([False, True, True, True, False]))
+    assert not np.isnan(point[0]) and math.isnan(lo[0]) and lo[1] == pytest.approx(71.5)
+    # P: one baseline run gives a value, no interval
+    p, lo, _ = T.bootstrap(samples[:1], T.p_improve, np.array([70.0]))
+    assert 0 <= p[0] <= 1 and math.isnan(lo[0])
+
+
+def test_intervals_of_constructed_rows():
+    iv, base = T.intervals({"r": run_frame()})
+    d = iv.set_index("config")
+    assert base == "loss=ce" and bool(d.loc["loss=ce", "is_baseline"])
+    focal = d.loc["loss=focal"]  # [73, 74, 74.5] against CE [70, 72, 71]: every run beats every run
+    assert focal["units"] == 3 and focal["p_improve_overall"] == 1.0
+    assert (focal["p_improve_overall_low"], focal["p_improve_overall_high"]) == (1.0, 1.0)
+    assert focal["mean_overall"] == pytest.approx((73 + 74 + 74.5) / 3)
+    assert 73.0 <= focal["mean_overall_low"] <= focal["mean_overall"] <= focal["mean_overall_high"] <= 74.5
+    ldam = d.loc["loss=ldam"]  # four runs [71, 71, 73, 79] (seed 7 counts: P is over all runs, not pairs)
+    # 71 vs (70, 72, 71): 1 + 0 + ½, twice; 73 and 79 beat all three: (1.5 + 1.5 + 3 + 3) / 12
+    assert ldam["units"] == 4 and ldam["p_improve_overall"] == pytest.approx(9 / 12)
+    assert ldam["iqm_overall"] == pytest.approx((71 + 73) / 2) and ldam["mean_overall"] == pytest.approx(73.5)
+    assert ldam["p_improve_overall_low"] <= 0.75 <= ldam["p_improve_overall_high"]
+    assert d.loc["loss=ce", "p_improve_overall"] == 0.5
+    assert math.isnan(ldam["p_improve_few"]) and math.isnan(ldam["iqm_few"])  # no few classes: n/a
+    shown = T.improvement_display(iv).set_index("configuration")
+    assert shown.loc["loss=focal", "P(> baseline) overall"] == "1.00 [1.00, 1.00]"
+    assert shown.loc["loss=ce", "P(> baseline) overall"] == "baseline" and shown.loc["loss=ldam", "P(> baseline) few"] == "n/a"
+
+
+# ------------------------------------------------------------------ identity, pairing, baseline
+
+
+def unit_rows(name, values, key=None, sampler=None, drw=None, gamma=None):
+    """Rows of one configuration: ``values[(subset_seed, seed)] = test accuracy``."""
+    out = []
+    for (b, s), v in values.items():
+        method = {"name": "single", "loss": name, "sampler": sampler or "instance", "drw_epoch": drw,
+                  "drs_epoch": None, "mixup_alpha": 0.0, "posthoc_tau": 0.0}
+        out.append({"trial_id": f"{name}-{key}-{b}-{s}-{v}", "status": "ok", "method": "single", "loss": name,
+                    "subset_seed": b, "seed": s, "val_acc": v + 1, "test_acc": v, "test_many": v, "test_medium": v,
+                    "test_few": v, "config_key": key, "config_json": json.dumps({"method": method, "seed": s}),
+                    "method.loss": name, **({"loss.gamma": gamma} if gamma is not None else {})})
+    return out
+
+
+def test_pairing_on_subset_and_seed_and_duplicates_flagged():
+    """Seeds 0 and 1 on subsets 0 and 1: four pairs, d = 2, 1, 1, 4 (pairing by seed alone would
+    average subsets: two pairs, 1.5 and 2.5)."""
+    base = unit_rows("ce", {(0, 0): 70, (0, 1): 71, (1, 0): 60, (1, 1): 62}, key="kce")
+    x = unit_rows("focal", {(0, 0): 72, (0, 1): 72, (1, 0): 61, (1, 1): 66}, key="kfocal")
+    diffs, _ = T.paired_differences({"r": pd.DataFrame(base + x)})
+    f = diffs.set_index("config").loc["loss=focal"]
+    m, lo, hi = hand_interval([2.0, 1.0, 1.0, 4.0], T3)
+    assert (f["pairs"], f["delta_overall_n"], f["duplicates"]) == (4, 4, 0)
+    assert f["delta_overall"] == pytest.approx(m) and f["delta_overall_low"] == pytest.approx(lo, abs=1e-4)
+    # the same configuration trained twice on (0, 0): that unit is the mean, and the table says so
+    again = unit_rows("focal", {(0, 0): 76}, key="kfocal")
+    c = T.comparison({"r": pd.DataFrame(base + x + again)})
+    f = c.differences().set_index("config").loc["loss=focal"]
+    assert (f["pairs"], f["duplicates"]) == (4, 1) and f["delta_overall"] == pytest.approx((4 + 1 + 1 + 4) / 4)
+    assert "loss=focal" in T.duplicates_note(c.differences())
+    assert c.intervals().set_index("config").loc["loss=focal", "units"] == 4
+
+
+def test_stored_config_key_keeps_unsearched_changes_apart():
+    """Two runs into one directory with the same searched values but another unsearched value (another
+    stored ``config_key``) are two configurations, not six seeds of one; old rows without a stored key
+    fall back to the searched values."""
+    first = unit_rows("focal", {(0, 0): 70, (0, 1): 71, (0, 2): 72}, key="k1", gamma=2.0)
+    second = unit_rows("focal", {(0, 0): 80, (0, 1): 81, (0, 2): 82}, key="k2", gamma=2.0)
+    summary = S.config_summary(pd.DataFrame(first + second))
+    assert sorted(summary["config"]) == ["gamma=2, loss=focal #0", "gamma=2, loss=focal #1"] and list(summary["n_ok"]) == [3, 3]
+    assert sorted(summary["test_acc_mean"]) == [71.0, 81.0]
+    old = pd.DataFrame(first + second).drop(columns="config_key")
+    assert list(S.config_summary(old)["n_ok"]) == [6]  # no stored key: one configuration, as before
+
+
+def test_baseline_prefers_plain_ce_over_ce_variants():
+    plain = unit_rows("ce", {(0, 0): 60, (0, 1): 61}, key="plain")
+    balanced = unit_rows("ce", {(0, 0): 70, (0, 1): 71}, key="cb", sampler="class_balanced")  # better val
+    drw = unit_rows("ce", {(0, 0): 72, (0, 1): 73}, key="drw", drw=160)
+    focal = unit_rows("focal", {(0, 0): 75, (0, 1): 76}, key="focal")
+    runs = {"r": pd.DataFrame(plain + balanced + drw + focal)}
+    configs = T.configurations(runs)
+    assert configs.set_index("config_key").loc[["plain", "cb", "drw", "focal"], "plain_ce"].tolist() == [True, False, False, False]
+    assert configs.loc[T.choose_baseline(configs), "config_key"] == "plain"
+    only_variants = T.configurations({"r": pd.DataFrame(balanced + drw + focal)})
+    assert only_variants.loc[T.choose_baseline(only_variants), "config_key"] == "drw"  # CE variants: best val
+    # without config_json the searched column method.drw_epoch tells
+    rows = pd.DataFrame(plain + drw).drop(columns="config_json")
+    rows["method.drw_epoch"] = [None, None, 160, 160]
+    assert S.plain_ce(rows).tolist() == [True, True, False, False]
+    best, base, why = S.best_and_baseline(pd.DataFrame(plain + balanced + drw + focal))
+    assert base["config_key"] == "plain" and "no re-balancing" in why
+
+
+def test_plain_single_knobs_are_the_single_methods_defaults():
+    from ltsearch.methods.single import SingleParams
+
+    defaults = SingleParams().model_dump()
+    assert {k: defaults[k] for k in S.PLAIN_SINGLE} == S.PLAIN_SINGLE
+
+
+def test_compare_formats_carry_the_bootstrap_columns(tmp_path):
+    a = write_run(tmp_path / "a", "a", run_frame())
+    r = CliRunner().invoke(app, ["compare", str(a), "--format", "csv", "--top", "2"])
+    assert r.exit_code == 0, r.output
+    csv = pd.read_csv(io.StringIO(r.output)).set_index("configuration")
+    for g in ("overall", "many", "medium", "few"):
+        for name in ("p_improve", "iqm", "mean"):
+            assert {f"{name}_{g}", f"{name}_{g}_low", f"{name}_{g}_high"} <= set(csv.columns)
+    assert csv.loc["loss=focal", "p_improve_overall"] == 1.0 and csv.loc["loss=ldam", "iqm_overall"] == 72.0
+    # intervals for the configurations shown (top 2 and the baseline); every row has its point values
+    assert csv.loc["loss=focal", "p_improve_overall_low"] == 1.0 and not math.isnan(csv.loc["loss=ce", "mean_overall_low"])
+    assert math.isnan(csv.loc["loss=ldam", "p_improve_overall_low"]) and csv.loc["loss=ldam", "p_improve_overall"] == 0.75
+    full = pd.read_csv(io.StringIO(CliRunner().invoke(app, ["compare", str(a), "--format", "csv", "--top", "0"]).output))
+    assert full.set_index("configuration").loc["loss=ldam", "p_improve_overall_low"] <= 0.75
+    md = CliRunner().invoke(app, ["compare", str(a), "--format", "markdown"]).output
+    assert "## Probability of improvement over loss=ce" in md and "| loss=focal | 3 | 1.00 [1.00, 1.00] |" in md
+    assert "## Mean and interquartile mean" in md
+    tex = CliRunner().invoke(app, ["compare", str(a), "--format", "latex"]).output
+    check_latex_structure(tex)
+    assert r"$P(>)$ Overall" in tex
+    assert CliRunner().invoke(app, ["compare", str(a), "-o", str(tmp_path / "c.html")]).exit_code == 0
+    assert "Probability of improvement over loss=ce" in (tmp_path / "c.html").read_text()
+    assert CliRunner().invoke(app, ["report", str(a), "-o", str(tmp_path / "r.html"), "--cdn"]).exit_code == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "Probability of improvement over loss=ce" in page and "1.00 [1.00, 1.00]" in page
+
+
+def test_variance_counts_a_duplicated_run_once():
+    """The subset/initialisation split sees runs as the pairing does: a (subset, seed) trained twice
+    is one run, their mean (subsets [1, 3] and [5, 7]: σ²_init = 2, σ²_subset = 7, as by hand in
+    tests/test_subsets.py)."""
+    from ltsearch.report import variance as V
+
+    values = {(0, 0): 1, (0, 1): 3, (1, 0): 5, (1, 1): 7}
+    rows = unit_rows("ce", values, key="k") + unit_rows("ce", {(0, 0): 0}, key="k") + unit_rows("ce", {(0, 0): 2}, key="k")
+    s = V.by_configuration(pd.DataFrame(rows), "test_acc")["loss=ce"]
+    assert s.runs == 4 and s.var_init == 2 and s.var_subset == 7

@@ -5,7 +5,8 @@ val-accuracy curve with the runs overlaid (HTML) or tabulated (markdown), and a 
 configuration of each run (rank 1 by mean val accuracy) with its overall/many/medium/few test
 accuracy and the difference to the first run (``+1.20``; ``n/a`` where either side is empty), and
 the paired per-seed differences of every configuration to a baseline with 95 % confidence
-intervals (``ltsearch.report.stats``). ``fmt="markdown"``, ``"latex"`` and ``"csv"`` return the text
+intervals, the probability of improvement over it and the bootstrap intervals of the mean and the
+interquartile mean (``ltsearch.report.stats``). ``fmt="markdown"``, ``"latex"`` and ``"csv"`` return the text
 (and write it to ``out`` when given; ``ltsearch.report.tables`` for LaTeX and CSV); ``fmt="html"``
 writes ``out`` and returns its path.
 """
@@ -25,7 +26,7 @@ from ltsearch.report import pareto
 from ltsearch.report import stats as T
 from ltsearch.report import summary as S
 from ltsearch.report import tables
-from ltsearch.report.html import read_spec, figure_div, page, run_name, table_html
+from ltsearch.report.html import boot_html, read_spec, figure_div, page, run_name, table_html
 from ltsearch.results import load
 
 TOP = 5
@@ -117,10 +118,18 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired(runs: dict[str, pd.DataFrame], baseline: str | None, top: int | None = TOP) -> tuple[pd.DataFrame, str]:
-    """The paired-difference display table of the configurations shown (top ``top`` per run and the baseline)."""
-    _, diffs, base = tables.shown(runs, baseline, top)
-    return T.delta_display(diffs), base
+def statistics(runs: dict[str, pd.DataFrame], baseline: str | None, top: int | None = TOP) -> dict[str, object]:
+    """What the statistics sections show, for the configurations shown (top ``top`` per run and the
+    baseline; the bootstrap is computed for these only): ``base`` (label), ``paired`` (Student-t
+    differences), ``improve`` (P(> baseline)), ``location`` (mean and IQM intervals), ``note``
+    (duplicated units, or '')."""
+    c = T.comparison(runs, baseline)
+    if c.baseline is None:
+        return {"base": ""}
+    keep = c.shown(top)
+    diffs, iv = c.differences()[keep.to_numpy()], c.intervals(keep)
+    return {"base": c.base_label, "paired": T.delta_display(diffs), "improve": T.improvement_display(iv),
+            "location": T.location_display(iv), "note": T.duplicates_note(c.differences())}
 
 
 def _groups_line(trials: pd.DataFrame) -> str:
@@ -131,12 +140,16 @@ def _groups_line(trials: pd.DataFrame) -> str:
 
 def markdown(runs: dict[str, pd.DataFrame], baseline: str | None = None, top: int | None = TOP) -> str:
     names = list(runs)
-    table, base = paired(runs, baseline, top)
+    st = statistics(runs, baseline, top)
+    base = st["base"]
     parts = [f"# ltsearch compare: {', '.join(names)}\n",
              f"## Best configuration of each run (differences vs {names[0]})\n", to_markdown(delta_table(runs))]
     if base:
         parts += [f"## Paired per-seed differences vs {base} (test accuracy, points)\n", f"_{T.NOTE}_\n",
-                  to_markdown(table)]
+                  *([f"**{st['note']}**\n"] if st["note"] else []), to_markdown(st["paired"]),
+                  f"## Probability of improvement over {base} (test accuracy)\n", f"_{T.BOOT_NOTE}_\n",
+                  to_markdown(st["improve"]),
+                  "## Mean and interquartile mean, 95% bootstrap intervals (test accuracy)\n", to_markdown(st["location"])]
     for name, trials in runs.items():
         parts += [f"## {name}: best configurations\n", _groups_line(trials),
                   to_markdown(pareto.mark(S.best_table(trials, top=top), trials) if len(trials) else pd.DataFrame()),
@@ -158,13 +171,16 @@ def html_page(runs: dict[str, pd.DataFrame], cdn: bool, baseline: str | None = N
     names = list(runs)
     side = "".join(f"<div><h3>{html.escape(n)}</h3><p class=\"muted\">{html.escape(_groups_line(t).strip())}</p>"
                    f"{table_html(pareto.mark(compact_best(t, top), t))}</div>" for n, t in runs.items())
-    table, base = paired(runs, baseline, top)
+    st = statistics(runs, baseline, top)
+    base = st["base"]
     sections = [
         (f"Best configuration of each run (differences vs {names[0]})", table_html(delta_table(runs))),
         ("Best configurations, side by side", f'<div class="runs">{side}</div><p class="muted">{html.escape(pareto.NOTE)}</p>'),
     ]
     if base:
-        sections.append((f"Paired per-seed differences vs {base}", paired_html(table)))
+        note = f'<p><b>{html.escape(st["note"])}</b></p>' if st["note"] else ""
+        sections += [(f"Paired per-seed differences vs {base}", note + paired_html(st["paired"])),
+                     (f"Probability of improvement over {base}", boot_html(st["improve"], st["location"]))]
     for p in shared_params(runs):
         sections.append((f"Parameter {p}", figure_div(F.compare_param_curves(runs, p, spaces=spaces), f"no ok trial sets {p}")))
     return page(f"ltsearch compare — {', '.join(names)}", sections, cdn)
@@ -175,7 +191,8 @@ def write_compare(run_dirs: Sequence[str | Path], out: str | Path | None, fmt: s
     """Compare runs; ``fmt`` is ``"html"`` (writes ``out``, returns its path) or ``"markdown"`` /
     ``"latex"`` / ``"csv"`` (returns the text; also writes it to ``out`` when given). ``baseline``
     names the configuration the paired differences are taken against (``stats.choose_baseline``);
-    ``top``: configurations shown per run (None: all; csv always has all)."""
+    ``top``: configurations shown per run (None: all; csv always has every row, and bootstraps the
+    intervals of the ``top`` ones)."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not run_dirs:
@@ -183,7 +200,7 @@ def write_compare(run_dirs: Sequence[str | Path], out: str | Path | None, fmt: s
     runs = load_runs(run_dirs)
     if fmt != "html":
         render = {"markdown": lambda r, b: markdown(r, b, top), "latex": lambda r, b: tables.latex(r, b, top),
-                  "csv": tables.csv}[fmt]
+                  "csv": lambda r, b: tables.csv(r, b, top)}[fmt]
         text = render(runs, baseline)
         if out is not None:
             Path(out).write_text(text, encoding="utf-8")

@@ -2,7 +2,8 @@
 
 plotly.js is inlined once in the page head (about 5 MB, works offline); ``cdn=True`` references
 plotly's CDN instead (small file, needs network to view). Sections: summary and provenance, best
-configurations, paired per-seed differences to a baseline (95 % CI), class-group bars, each searched
+configurations, paired per-seed differences to a baseline (95 % CI), the probability of improvement
+over it with bootstrap intervals of the mean and IQM (top 50), class-group bars, each searched
 parameter (a numeric one: one curve per combination of the categorical parameters that vary with
 it; a contour for each pair of numeric parameters; a heat map when exactly two categorical
 parameters are searched), parallel coordinates, parameter importance (10+ ok trials; below that
@@ -152,6 +153,26 @@ def paired_section(trials: pd.DataFrame, baseline: str | None) -> list[tuple[str
     return [(f"Paired differences vs {base}", f'<p class="muted">{html.escape(T.NOTE)}</p>' + table)]
 
 
+def boot_html(improve: pd.DataFrame, location: pd.DataFrame) -> str:
+    """The probability-of-improvement table, then the mean / IQM bootstrap intervals (``report.stats``)."""
+    from ltsearch.report import stats as T
+
+    return (f'<p class="muted">{html.escape(T.BOOT_NOTE)}</p>' + table_html(improve)
+            + "<p>mean and interquartile mean of test accuracy, 95% bootstrap intervals:</p>" + table_html(location))
+
+
+def improvement_section(trials: pd.DataFrame, baseline: str | None, top: int = 50) -> list[tuple[str, str]]:
+    """P(> baseline) and the bootstrap intervals of the top ``top`` configurations and the baseline."""
+    from ltsearch.report import stats as T
+
+    c = T.comparison({"run": trials}, baseline)
+    if c.baseline is None or len(c.configs) < 2:
+        return []
+    iv = c.intervals(c.shown(top))
+    return [(f"Probability of improvement over {c.base_label}",
+             boot_html(T.improvement_display(iv), T.location_display(iv)))]
+
+
 def variance_section(trials: pd.DataFrame) -> list[tuple[str, str]]:
     """Subset draw vs initialisation (``report.variance``), for a run over several subsets."""
     from ltsearch.report import variance as V
@@ -198,6 +219,7 @@ def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFra
                                 'many/medium/few are test accuracies, n/a where the group is empty.</p>'
                                 + table_html(S.best_table(trials, top=50))),
         *paired_section(trials, baseline),
+        *improvement_section(trials, baseline),
         *variance_section(trials),
         *ablation_section(run_dir),
         ("Accuracy by class group", figure_div(F.group_bars(trials), "no ok trials")),

@@ -44,7 +44,8 @@ def _groups(ok: pd.DataFrame, by: list[str]) -> list[tuple[str, pd.DataFrame]]:
     if not by:
         return [("", ok)]
     names = S.short_names(by)
-    keyed = ok.assign(_g=[", ".join(f"{names[p]}={S.fmt_value(r[p])}" for p in by) for _, r in ok[by].iterrows()])
+    keyed = ok.assign(_g=[", ".join(f"{names[p]}={S.fmt_value(v)}" for p, v in zip(by, row))
+                          for row in ok[by].itertuples(index=False, name=None)])
     return [(str(k), g.drop(columns="_g")) for k, g in keyed.groupby("_g", sort=True)]
 
 

@@ -4,8 +4,12 @@ Rules (the report and compare pages rely on these):
 
 - **Searched parameters** are the ``trials`` columns whose name contains a ``.`` (the dotted path
   of the spec, e.g. ``method.gamma``); ``spec.yaml`` is not needed.
-- **A configuration** is one distinct value of ``(method, loss, *searched parameters)``; its rows
-  differ only by ``seed``. ``config_key`` is a JSON list of those values, ``config`` a short label.
+- **A configuration** is one stored ``config_key`` (the resolved experiment without its seeds, as
+  the run wrote it); its rows differ only by ``seed`` and ``subset_seed``. Rows of an older run
+  without one are keyed by the JSON list of ``(method, loss, *searched parameters)``. ``config`` is
+  a short label from the searched values (``#0``, ``#1`` where two keys print alike).
+- Every function is a group-by over the rows (labels are built once per configuration), so a
+  sweep of 10,000 trials is summarised in a fraction of a second.
 - **Statistics** are over the ``ok`` trials of a configuration: mean and sample std (ddof=1, so a
   single seed has no std). ``failed`` / ``stopped`` trials are counted, never averaged.
 - **Ranking** is by mean ``val_acc``, descending; configurations without an ok trial come last.
@@ -78,8 +82,26 @@ def _param_label(param: str, name: str, value: Any) -> str:
     return choice_label(value) if param.endswith(".choice") else f"{name}={fmt_value(value)}"
 
 
+def _value_keys(df: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """``config_key`` of runs written before the store kept one: a JSON list of ``cols``' values,
+    computed once per distinct combination (a group-by, not a pass over the rows)."""
+    if not cols:
+        return pd.Series(json.dumps([]), index=df.index, dtype=object)
+    gid = df.groupby(cols, dropna=False, sort=False).ngroup()
+    first = df.loc[~gid.duplicated(), cols]
+    keys = {g: json.dumps([_plain(v) for v in row], default=str)
+            for g, row in zip(gid[first.index], first.itertuples(index=False, name=None))}
+    return gid.map(keys).astype(object)
+
+
 def with_configs(trials: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``trials`` with ``config_key`` and ``config`` (label) filled in."""
+    """A copy of ``trials`` with ``config_key`` and ``config`` (label) filled in.
+
+    ``config_key`` is the stored one (the run writes it: a hash of the resolved experiment without
+    ``seed`` and ``data.subset_seed``), so a re-run with an unsearched value changed is another
+    configuration, never more seeds of the first; rows without it (runs of an older ltsearch) get
+    the JSON list of their method, loss and searched values. Labels are built once per
+    configuration; two keys with one label get ``#0``, ``#1``."""
     df = trials.copy().reset_index(drop=True)
     params = searched_params(df)
     ident = [c for c in ("method", "loss") if c in df.columns]
@@ -88,16 +110,24 @@ def with_configs(trials: pd.DataFrame) -> pd.DataFrame:
     varied = [c for c in ident if df[c].nunique(dropna=False) > 1
               and f"method.{c}" not in params and "method.choice" not in params]
     names = short_names(params)
-    keys, labels = [], []
-    for _, row in df.iterrows():
-        keys.append(json.dumps([_plain(row[c]) for c in ident + params], default=str))
+    keys = _value_keys(df, ident + params)
+    if "config_key" in df:
+        stored = df["config_key"].astype(object)
+        keys = stored.where(stored.notna() & (stored.astype(str) != ""), keys)
+    df["config_key"] = keys
+    if df.empty:
+        df["config"] = pd.Series(dtype=object)
+        return df
+    first = df.loc[~df["config_key"].duplicated(), ["config_key", *ident, *params]]
+    labels = {}
+    for row in first.to_dict("records"):
         head = "/".join(fmt_value(row[c]) for c in varied)
         body = ", ".join(_param_label(p, names[p], row[p]) for p in params if _plain(row[p]) is not None)
         label = " ".join(x for x in (head, body) if x)
-        labels.append(label or "/".join(fmt_value(row[c]) for c in ident) or "all")
-    df["config_key"] = keys
-    df["config"] = labels
-    # two keys with the same printed label (values equal to 4 digits) get a suffix
+        labels[row["config_key"]] = label or "/".join(fmt_value(row[c]) for c in ident) or "all"
+    df["config"] = df["config_key"].map(labels)
+    # two keys with the same printed label (values equal to 4 digits, or an unsearched value
+    # changed between two runs into one directory) get a suffix
     dup = df.groupby("config")["config_key"].transform("nunique") > 1
     if dup.any():
         codes = {k: i for i, k in enumerate(dict.fromkeys(df.loc[dup, "config_key"]))}
@@ -105,31 +135,80 @@ def with_configs(trials: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def config_summary(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration, ranked: ``rank, config, config_key, n_ok, n_failed, n_stopped``,
-    the method/loss/parameter values, and ``<metric>_mean`` / ``<metric>_std`` for each metric."""
-    df = with_configs(trials)
-    params = searched_params(trials)
+def summarize(df: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """``config_summary`` of a frame that ``with_configs`` already labelled (group-by operations)."""
+    if df.empty:
+        return pd.DataFrame()
     ident = [c for c in ("method", "loss") if c in df.columns]
-    rows = []
-    for key, g in df.groupby("config_key", sort=False):
-        ok = g[g["status"] == "ok"]
-        row: dict[str, Any] = {"config": g["config"].iloc[0], "config_key": key}
-        row.update({c: g[c].iloc[0] for c in ident + params})
-        for s in STATUSES:
-            row[f"n_{s}"] = int((g["status"] == s).sum())
-        for m in METRICS:
-            vals = pd.to_numeric(ok[m], errors="coerce") if m in ok else pd.Series(dtype=float)
-            row[f"{m}_mean"] = float(vals.mean()) if vals.notna().any() else math.nan
-            row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.notna().sum() > 1 else math.nan
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    if out.empty:
-        return out
+    out = df.loc[~df["config_key"].duplicated(), ["config", "config_key", *ident, *params]].reset_index(drop=True)
+    counts = df.groupby(["config_key", "status"]).size().unstack(fill_value=0)
+    for s in STATUSES:
+        col = counts[s] if s in counts else pd.Series(dtype=int)
+        out[f"n_{s}"] = out["config_key"].map(col).fillna(0).astype(int)
+    ok = df[df["status"] == "ok"]
+    have = [m for m in METRICS if m in ok]
+    g = ok[have].apply(pd.to_numeric, errors="coerce").groupby(ok["config_key"])
+    means, stds = g.mean(), g.std(ddof=1)
+    for m in METRICS:
+        out[f"{m}_mean"] = out["config_key"].map(means[m]).astype(float) if m in have else math.nan
+        out[f"{m}_std"] = out["config_key"].map(stds[m]).astype(float) if m in have else math.nan
     out["_has"] = out["val_acc_mean"].notna()
     out = out.sort_values(["_has", "val_acc_mean"], ascending=[False, False], kind="stable")
     out = out.drop(columns="_has").reset_index(drop=True)
     out.insert(0, "rank", range(1, len(out) + 1))
+    return out
+
+
+def config_summary(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration, ranked: ``rank, config, config_key, n_ok, n_failed, n_stopped``,
+    the method/loss/parameter values, and ``<metric>_mean`` / ``<metric>_std`` for each metric."""
+    return summarize(with_configs(trials), searched_params(trials))
+
+
+# The single-branch method's re-balancing knobs at their off values (``methods.single.SingleParams``'
+# defaults; tests/test_stats.py checks they agree): CE with any of them changed is a CE variant
+# (class-balanced sampling, DRW, DRS, mixup, post-hoc logit adjustment), not the plain baseline.
+PLAIN_SINGLE = {"sampler": "instance", "drw_epoch": None, "drs_epoch": None, "mixup_alpha": 0.0, "posthoc_tau": 0.0}
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    value = _plain(value)
+    if value is None:  # not recorded (a conditional parameter left unset): the default
+        return True
+    if default is None:
+        return False
+    if isinstance(default, float):
+        try:
+            return float(value) == default
+        except (TypeError, ValueError):
+            return False
+    return str(value) == str(default)
+
+
+def plain_ce(df: pd.DataFrame) -> pd.Series:
+    """Per row: single-branch cross-entropy with no re-balancing (``PLAIN_SINGLE``). The knobs are
+    read from ``config_json`` (the experiment as trained) when the row has it, else from the
+    searched columns ``method.<knob>``; a knob neither records is at its default."""
+    if not {"method", "loss"} <= set(df.columns):
+        return pd.Series(False, index=df.index)
+    ce = (df["method"] == "single") & (df["loss"] == "ce")
+    out = ce.copy()
+    for i in df.index[ce]:
+        section: dict[str, Any] | None = None
+        text = df.at[i, "config_json"] if "config_json" in df else None
+        if isinstance(text, str) and text:
+            try:
+                section = json.loads(text).get("method")
+            except (ValueError, AttributeError):
+                section = None
+        for knob, default in PLAIN_SINGLE.items():
+            if isinstance(section, dict):
+                value = section.get(knob, default)
+            else:
+                value = df.at[i, f"method.{knob}"] if f"method.{knob}" in df else default
+            if not _is_default(value, default):
+                out[i] = False
+                break
     return out
 
 
@@ -298,9 +377,10 @@ def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, configs: list[st
 def best_and_baseline(trials: pd.DataFrame) -> tuple[pd.Series | None, pd.Series | None, str]:
     """The best ok trial (highest val_acc) and the baseline it is compared with.
 
-    Baseline: the ok trial with method 'single' and loss 'ce' (highest val_acc) if the run has one
-    and it is not the best trial's own configuration; else a trial of the worst-ranked configuration.
-    Within the baseline configuration the trial with the best trial's seed is preferred."""
+    Baseline: the ok trial with method 'single' and loss 'ce' (highest val_acc; plain CE, without
+    re-balancing, ``plain_ce``, before CE variants) if the run has one and it is not the best trial's
+    own configuration; else a trial of the worst-ranked configuration. Within the baseline
+    configuration the trial with the best trial's seed is preferred."""
     df = with_configs(trials)
     ok = df[(df["status"] == "ok") & df["val_acc"].notna()]
     if ok.empty:
@@ -308,7 +388,10 @@ def best_and_baseline(trials: pd.DataFrame) -> tuple[pd.Series | None, pd.Series
     best = ok.loc[ok["val_acc"].idxmax()]
     ce = ok[(ok.get("method") == "single") & (ok.get("loss") == "ce")] if {"method", "loss"} <= set(ok) else ok.iloc[0:0]
     ce = ce[ce["config_key"] != best["config_key"]]
-    if len(ce):
+    plain = ce[plain_ce(ce)]
+    if len(plain):
+        pool, why = plain, "single-branch CE (method 'single', loss 'ce', no re-balancing)"
+    elif len(ce):
         pool, why = ce, "single-branch CE (method 'single', loss 'ce')"
     else:
         ranked = config_summary(trials)

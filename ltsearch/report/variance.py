@@ -106,19 +106,20 @@ def has_subsets(trials: pd.DataFrame) -> bool:
 
 
 def by_configuration(trials: pd.DataFrame, metric: str) -> dict[str, Sums]:
-    """``{configuration label: Sums}`` of ``metric`` over the ok trials (ranked order)."""
+    """``{configuration label: Sums}`` of ``metric`` over the ok trials (ranked order). A
+    configuration is its stored ``config_key`` (``summary.with_configs``); two ok rows on one
+    (subset, seed) — the same configuration trained twice — are one run, their mean (as the
+    paired statistics of ``report.stats`` count them). One group-by over the rows."""
     if not has_subsets(trials) or metric not in trials:
         return {}
     df = S.with_configs(trials)
-    df = df[df["status"] == "ok"]
-    order = list(S.config_summary(trials)["config"])
-    out = {}
-    for label in order:
-        g = df[df["config"] == label]
-        values = pd.to_numeric(g[metric], errors="coerce")
-        groups = [list(values[g["subset_seed"] == b]) for b in sorted(g["subset_seed"].dropna().unique())]
-        out[label] = sums(groups)
-    return out
+    order = list(S.summarize(df, S.searched_params(trials))["config"])
+    ok = df[df["status"] == "ok"]
+    runs = (pd.to_numeric(ok[metric], errors="coerce").groupby([ok["config"], ok["subset_seed"], ok["seed"]])
+            .mean().dropna())
+    by_subset = {label: [list(g.to_numpy(dtype=float)) for _, g in per.groupby(level=1, sort=True)]
+                 for label, per in runs.groupby(level=0, sort=False)}
+    return {label: sums(by_subset.get(label, [])) for label in order}
 
 
 def configuration_table(trials: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
