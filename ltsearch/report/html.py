@@ -65,12 +65,15 @@ FAILED_ROWS = 100
 IMPORTANCE_TRIALS = 500  # fANOVA's forest grows with the trials; a random sample ranks the parameters alike
 
 
-def bounded_html(df: pd.DataFrame, rows: int = TOP_ROWS, what: str = "configurations") -> str:
-    """``table_html`` of the first ``rows`` rows, and a line on how many are left out."""
+ALL_CONFIGS = "<code>ltsearch compare RUN_DIR --format csv --top 0</code>"
+
+
+def bounded_html(df: pd.DataFrame, rows: int = TOP_ROWS, what: str = "configurations", where: str = ALL_CONFIGS) -> str:
+    """``table_html`` of the first ``rows`` rows, and a line on how many are left out (and ``where``
+    to find them all)."""
     if len(df) <= rows:
         return table_html(df)
-    note = (f'<p class="muted">the first {rows} of {len(df)} {what} are shown ({len(df) - rows} left out; '
-            'all of them: <code>ltsearch compare RUN_DIR --format csv --top 0</code>)</p>')
+    note = f'<p class="muted">the first {rows} of {len(df)} {what} are shown ({len(df) - rows} left out; all of them: {where})</p>'
     return table_html(df.head(rows)) + note
 
 
@@ -168,7 +171,8 @@ def failed_html(trials: pd.DataFrame) -> str:
     view = df[cols].copy()
     if "error" in view:
         view["error"] = view["error"].fillna("").astype(str).str.slice(0, 200)
-    return bounded_html(view, FAILED_ROWS, "failed and stopped trials")
+    return bounded_html(view, FAILED_ROWS, "failed and stopped trials",
+                        "the rows of <code>RUN_DIR/trials/</code> whose status is failed or stopped")
 
 
 def paired_section(trials: pd.DataFrame, baseline: str | None) -> list[tuple[str, str]]:
@@ -212,7 +216,7 @@ def ablation_section(run_dir: str | Path) -> list[tuple[str, str]]:
     meta, table = found
     head = f"Ablation path: {meta.get('source', '')} → {meta.get('target', '')}"
     return [(head, f'<p class="muted">{html.escape(A.NOTE)}</p>' + figure_div(A.waterfall(table))
-             + bounded_html(A.display(table), TOP_ROWS, "steps"))]
+             + bounded_html(A.display(table), TOP_ROWS, "steps", "<code>ltsearch ablate RUN_DIR --format csv</code>"))]
 
 
 def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFrame, per_class: pd.DataFrame,
