@@ -20,10 +20,11 @@ def main() -> None:
     ap.add_argument("--trials", default="1000,10000", help="comma-separated run sizes")
     ap.add_argument("--epochs", type=int, default=15, help="epochs of the template trial (the quickstart's 15)")
     ap.add_argument("--limit", type=float, default=600.0, help="seconds a command may take before it is stopped")
+    ap.add_argument("--partial", help="write the figures so far to this JSON file after each layout")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     scale_main(tuple(int(x) for x in args.trials.split(",")), as_json=args.json, template_epochs=args.epochs,
-               limit=args.limit)
+               limit=args.limit, partial=args.partial)
 
 
 if __name__ == "__main__":

@@ -162,9 +162,11 @@ def measure_layout(run_dir: Path, work: Path, limit: float | None = None) -> dic
 
 
 def measure_scale(sizes: tuple[int, ...] = (1000, 10000), template_epochs: int = 15, work: Path | None = None,
-                  log: Callable[[str], None] = lambda s: None, limit: float | None = 600.0) -> dict[str, Any]:
+                  log: Callable[[str], None] = lambda s: None, limit: float | None = 600.0,
+                  save: Callable[[dict[str, Any]], None] = lambda r: None) -> dict[str, Any]:
     """The figures of the module, for each N in ``sizes`` and both layouts; a command past ``limit``
-    seconds is stopped and its time left None (shown as "> limit")."""
+    seconds is stopped and its time left None (shown as "> limit"). ``save`` gets the figures so far
+    after each layout (a long run killed midway keeps them)."""
     from ltsearch.results.compact import compact
 
     own = work is None
@@ -179,11 +181,13 @@ def measure_scale(sizes: tuple[int, ...] = (1000, 10000), template_epochs: int =
             log(f"N = {n}: synthesising ...")
             entry: dict[str, Any] = {"synthesise_s": timed(lambda: synthesise(run_dir, n, template))}
             log(f"N = {n}: per-trial layout ...")
+            result["runs"][str(n)] = entry
             entry["per-trial"] = measure_layout(run_dir, work, limit)
+            save(result)
             entry["compact_s"] = timed(lambda: compact(run_dir))
             log(f"N = {n}: compacted layout ...")
             entry["compacted"] = measure_layout(run_dir, work, limit)
-            result["runs"][str(n)] = entry
+            save(result)
             shutil.rmtree(run_dir, ignore_errors=True)
         lo, hi = str(min(sizes)), str(max(sizes))
         result["growth"] = {layout: {c: _ratio(result["runs"][hi][layout][f"{c}_s"], result["runs"][lo][layout][f"{c}_s"])
@@ -226,7 +230,9 @@ def table(result: dict[str, Any]) -> Any:
 
 
 def main(sizes: tuple[int, ...], as_json: bool = False, template_epochs: int = 15,
-         limit: float | None = 600.0) -> dict[str, Any]:
+         limit: float | None = 600.0, partial: str | None = None) -> dict[str, Any]:
+    """Measure and print (a table, or one JSON object); ``partial``: a file the figures so far are
+    written to after each layout."""
     from rich.console import Console
 
     from ltsearch.bench.common import jsonable, load_average, machine, stdout_to_stderr
@@ -234,7 +240,8 @@ def main(sizes: tuple[int, ...], as_json: bool = False, template_epochs: int = 1
     err = Console(stderr=True)
     start = load_average()
     with stdout_to_stderr():
-        result = measure_scale(sizes, template_epochs, log=lambda s: err.print(s, highlight=False), limit=limit)
+        result = measure_scale(sizes, template_epochs, log=lambda s: err.print(s, highlight=False), limit=limit,
+                               save=lambda r: partial and Path(partial).write_text(json.dumps(jsonable(r))))
     result.update(machine=machine(), load_average_at_start=start, load_average_at_end=load_average())
     if as_json:
         print(json.dumps(jsonable(result)))
