@@ -393,6 +393,23 @@ def status(
 
 @app.command()
 @user_errors
+def compact(
+    run_dir: Annotated[str, typer.Argument(help="a finished run directory <storage>/<name>, local or s3:// / gs://")],
+) -> None:
+    """Merge a finished run's per-trial Parquet files into one file per dataset (atomic, idempotent;
+    every reader reads both layouts)."""
+    from ltsearch.results.compact import compact as compact_run
+
+    done = compact_run(run_dir)
+    for c in done:
+        kept = f"; {c.kept} rewritten meanwhile, kept" if c.kept else ""
+        console.print(f"{c.dataset}: {c.files} files -> compacted.parquet ({c.rows} rows){kept}", markup=False)
+    if not done:
+        console.print(f"{run_dir}: already compacted (no per-trial files)", markup=False)
+
+
+@app.command()
+@user_errors
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="one or more run directories (one: its configurations against the baseline)")],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file (html default: compare.html; others: stdout)")] = None,

@@ -68,7 +68,7 @@ def test_finished_at_is_a_utc_timestamp_and_old_text_values_still_read(tmp_path)
     assert trials.loc["old", "finished_at"] == pd.Timestamp("2026-06-01T12:30:05Z")
     assert before <= trials.loc[trial_id_for(exp), "finished_at"] <= after
     st = sweep_status(str(tmp_path))
-    assert len(st.trials) == 2 and str(st.trials["finished_at"].dtype) == "datetime64[us, UTC]"
+    assert len(st.trials) == 2 and "finished_at" not in st.trials and "config_json" not in st.trials  # only what it shows
     # the conversion itself: unparseable text becomes null, a table without the column is unchanged
     t = upgrade(pa.table({"finished_at": ["2026-01-01T00:00:00+0000", "soon", None]}))
     assert t.schema.field("finished_at").type == TIMESTAMP and t.column(0).null_count == 2

@@ -7,9 +7,18 @@ Ray tasks; ltsearch's own per-trial writes), ``ddp`` (DDP trial start-up and its
 one JSON object, without Ray, Optuna or plotly). ``cli.bench`` is the command; ``common`` holds the
 options and the interleaved timing. Timings on a shared machine are noisy: the two sides of every
 ratio are interleaved and repeated, medians and spreads are reported, and nothing asserts a time.
-Only ``sweep``, ``ddp`` and ``search`` import Ray.
+Only ``sweep``, ``ddp`` and ``search`` import Ray; ``scale`` times the readers (``ltsearch bench --scale``).
+Nothing here is imported until used: the CLI registers ``cli.bench`` without importing torch.
 """
 
-from ltsearch.bench.common import BenchOptions
+from typing import Any
 
 __all__ = ["BenchOptions"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BenchOptions":
+        from ltsearch.bench.common import BenchOptions
+
+        return BenchOptions
+    raise AttributeError(name)

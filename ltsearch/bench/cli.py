@@ -1,20 +1,24 @@
-"""``ltsearch bench``: run the measurements, print a table or one JSON object."""
+"""``ltsearch bench``: run the measurements, print a table or one JSON object. Imports torch (through
+``common``) only when a measurement runs, so registering the command costs every CLI call nothing."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 import typer
 
-from ltsearch.bench.common import GOALS, BenchOptions, jsonable, load_average, machine, stdout_to_stderr
 from ltsearch.errors import UserError, user_errors
+
+if TYPE_CHECKING:
+    from ltsearch.bench.common import BenchOptions
 
 
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     import ray
 
+    from ltsearch.bench.common import load_average, machine
     from ltsearch.bench.ddp import measure_ddp
     from ltsearch.bench.loop_tax import measure_loop_tax
     from ltsearch.bench.sweep import measure_sweep, measure_trial_io
@@ -44,6 +48,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
 
 def table(result: dict[str, Any]) -> Any:
     from rich.table import Table
+
+    from ltsearch.bench.common import GOALS
 
     t = Table(title=f"ltsearch bench — {result['machine']}; Ray {result['ray']}; {result['threads']} torch thread(s); "
                     f"load {result.get('load_average_at_start')}")
@@ -96,6 +102,8 @@ def table(result: dict[str, Any]) -> Any:
 def main(opts: BenchOptions, as_json: bool = False) -> dict[str, Any]:
     from rich.console import Console
 
+    from ltsearch.bench.common import jsonable, stdout_to_stderr
+
     err = Console(stderr=True)
     if as_json:
         with stdout_to_stderr():
@@ -121,8 +129,21 @@ def bench(
     ddp: Annotated[bool, typer.Option(help="measure DDP trial start-up")] = True,
     search: Annotated[bool, typer.Option(help="also run grid vs TPE + ASHA over search seeds")] = False,
     search_seeds: Annotated[int, typer.Option(help="search efficiency: search seeds")] = 3,
+    scale: Annotated[bool, typer.Option(help="time load / report / compare / status on synthetic runs of --scale-trials trials, both layouts, instead (docs/performance.md)")] = False,
+    scale_trials: Annotated[str, typer.Option(help="--scale: comma-separated run sizes")] = "1000,10000",
 ) -> None:
     """Measure ltsearch's overheads on this machine (ratios against bare PyTorch / bare Ray)."""
+    if scale:
+        try:
+            sizes = tuple(int(x) for x in scale_trials.split(","))
+        except ValueError:
+            sizes = ()
+        if not sizes or min(sizes) < 3:
+            raise UserError(f"--scale-trials {scale_trials}: give comma-separated sizes of at least 3 trials, e.g. 1000,10000")
+        from ltsearch.bench.scale import main as scale_main
+
+        scale_main(sizes, as_json=json_, template_epochs=2 if smoke else 15)
+        return
     if gpu:
         from ltsearch.bench.gpu_check import main as gpu_main
 
@@ -137,6 +158,8 @@ def bench(
             raise UserError(f"{name} {value}: give a positive number")
     if trial_seconds <= 0:
         raise UserError(f"--trial-seconds {trial_seconds}: give a positive number of seconds")
+    from ltsearch.bench.common import BenchOptions
+
     opts = BenchOptions.smoke() if smoke else BenchOptions()
     if not smoke:
         opts = dataclasses.replace(opts, trials=trials, trial_seconds=trial_seconds, repeats=repeats,

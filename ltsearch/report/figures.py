@@ -179,8 +179,12 @@ def contour(trials: pd.DataFrame, a: str, b: str, space: dict[str, dict] | None 
 LABEL_PX = 7  # about the width of one character of plotly's 12 px axis labels
 
 
-def parcoords(trials: pd.DataFrame) -> go.Figure | None:
-    """Parallel coordinates over the searched parameters, one line per ok trial, coloured by val acc.
+PARCOORDS_TRIALS = 1000  # lines beyond these make the figure unreadable (and the page large)
+
+
+def parcoords(trials: pd.DataFrame, top: int = PARCOORDS_TRIALS) -> go.Figure | None:
+    """Parallel coordinates over the searched parameters, one line per ok trial, coloured by val acc;
+    of a larger run the ``top`` trials by val acc (the title says so).
 
     Plotly writes the first axis's tick labels to its left and centres each axis title over its
     axis, outside the plot area: the left margin fits the first axis's longest tick label (e.g.
@@ -188,12 +192,17 @@ def parcoords(trials: pd.DataFrame) -> go.Figure | None:
     bar, so no label is cut at the page's edge."""
     if not S.searched_params(trials):
         return None
+    ok = trials[(trials["status"] == "ok") & trials["val_acc"].notna()] if "status" in trials else trials
+    title = "Searched parameters, coloured by val accuracy (ok trials with every parameter set)"
+    if len(ok) > top:
+        trials = ok.sort_values("val_acc", ascending=False, kind="stable").head(top)
+        title = f"Searched parameters, coloured by val accuracy (the best {top} of {len(ok)} ok trials)"
     dims, color = S.parcoords(trials)
     if not color:
         return None
     fig = go.Figure(go.Parcoords(dimensions=dims, line={"color": color, "colorscale": "Viridis", "showscale": True,
                                                          "colorbar": {"title": {"text": "val acc"}}}))
-    _layout(fig, "Searched parameters, coloured by val accuracy (ok trials with every parameter set)", 460)
+    _layout(fig, title, 460)
     first, last = dims[0], dims[-1]
     ticks = [str(t) for t in first.get("ticktext", [])] or [f"{max(first['values'], default=0):.4g}"]
     left = LABEL_PX * max(max(map(len, ticks)) + 2, len(first["label"]) // 2 + 2)

@@ -9,6 +9,14 @@ it; a contour for each pair of numeric parameters; a heat map when exactly two c
 parameters are searched), parallel coordinates, parameter importance (10+ ok trials; below that
 the section says why), learning curves, per-class accuracy and classifier weight norms of the best trial vs a baseline, failed
 trials, and ``spec.yaml`` when the run has one.
+
+A large sweep's report stays bounded (about 5 MB of plotly.js plus under 5 MB at 10,000 trials):
+the tables list the first ``TOP_ROWS`` configurations in their order (``FAILED_ROWS`` failed
+trials) with a line saying how many are left out; parallel coordinates draw the best
+``figures.PARCOORDS_TRIALS`` trials; parameter importance is computed on at most
+``IMPORTANCE_TRIALS`` ok trials drawn at random (seeded); learning curves and class-group bars show
+the top configurations; the parameter curves and the Pareto front hold one point per value or
+configuration, and every number the tables leave out is in ``ltsearch compare --format csv``.
 """
 
 from __future__ import annotations
@@ -51,6 +59,23 @@ def figure_div(fig: go.Figure | None, note: str = "") -> str:
     if fig is None:
         return f'<p class="muted">{html.escape(note or "nothing to draw")}</p>'
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+
+
+TOP_ROWS = 50  # configurations per table
+FAILED_ROWS = 100
+IMPORTANCE_TRIALS = 500  # fANOVA's forest grows with the trials; a random sample ranks the parameters alike
+
+
+ALL_CONFIGS = "<code>ltsearch compare RUN_DIR --format csv --top 0</code>"
+
+
+def bounded_html(df: pd.DataFrame, rows: int = TOP_ROWS, what: str = "configurations", where: str = ALL_CONFIGS) -> str:
+    """``table_html`` of the first ``rows`` rows, and a line on how many are left out (and ``where``
+    to find them all)."""
+    if len(df) <= rows:
+        return table_html(df)
+    note = f'<p class="muted">the first {rows} of {len(df)} {what} are shown ({len(df) - rows} left out; all of them: {where})</p>'
+    return table_html(df.head(rows)) + note
 
 
 def table_html(df: pd.DataFrame) -> str:
@@ -121,11 +146,19 @@ def param_sections(trials: pd.DataFrame, spec: str = "") -> list[tuple[str, str]
     return out
 
 
-def importance_html(imp: dict[str, float] | str) -> str:
+def importance_sample(trials: pd.DataFrame, n: int = IMPORTANCE_TRIALS) -> tuple[pd.DataFrame, str]:
+    """At most ``n`` ok trials drawn at random (seed 0) for fANOVA, and a note when it is a sample."""
+    ok = trials[trials["status"] == "ok"] if "status" in trials else trials
+    if len(ok) <= n:
+        return trials, ""
+    return ok.sample(n=n, random_state=0).sort_index(), f"computed on {n} of the {len(ok)} ok trials, drawn at random"
+
+
+def importance_html(imp: dict[str, float] | str, note: str = "") -> str:
     """The importance figure, or one line saying why there is none (e.g. fewer than 10 ok trials)."""
     fig = F.importance(imp)
     if fig is not None:
-        return figure_div(fig)
+        return (f'<p class="muted">{html.escape(note)}</p>' if note else "") + figure_div(fig)
     why = imp if isinstance(imp, str) and imp else "no parameter importance computed"
     return f'<p class="muted">{html.escape(f"Parameter importance (fANOVA) is not shown: {why}.")}</p>'
 
@@ -139,7 +172,8 @@ def failed_html(trials: pd.DataFrame) -> str:
     view = df[cols].copy()
     if "error" in view:
         view["error"] = view["error"].fillna("").astype(str).str.slice(0, 200)
-    return table_html(view)
+    return bounded_html(view, FAILED_ROWS, "failed and stopped trials",
+                        "the rows of <code>RUN_DIR/trials/</code> whose status is failed or stopped")
 
 
 def paired_section(trials: pd.DataFrame, baseline: str | None) -> list[tuple[str, str]]:
@@ -149,7 +183,7 @@ def paired_section(trials: pd.DataFrame, baseline: str | None) -> list[tuple[str
     diffs, base = T.paired_differences({"run": trials}, baseline)
     if diffs.empty or len(diffs) < 2:
         return []
-    table = table_html(T.delta_display(diffs)).replace(" within noise</td>", " <b>within noise</b></td>")
+    table = bounded_html(T.delta_display(diffs)).replace(" within noise</td>", " <b>within noise</b></td>")
     return [(f"Paired differences vs {base}", f'<p class="muted">{html.escape(T.NOTE)}</p>' + table)]
 
 
@@ -181,7 +215,7 @@ def variance_section(trials: pd.DataFrame) -> list[tuple[str, str]]:
         return []
     return [("Subset draw vs initialisation", f'<p class="muted">{html.escape(V.NOTE)}</p>'
              + table_html(V.pooled_table(trials)) + "<p>test accuracy, per configuration:</p>"
-             + table_html(V.configuration_table(trials)))]
+             + bounded_html(V.configuration_table(trials)))]
 
 
 def pareto_section(trials: pd.DataFrame) -> list[tuple[str, str]]:
@@ -203,21 +237,22 @@ def ablation_section(run_dir: str | Path) -> list[tuple[str, str]]:
     meta, table = found
     head = f"Ablation path: {meta.get('source', '')} → {meta.get('target', '')}"
     return [(head, f'<p class="muted">{html.escape(A.NOTE)}</p>' + figure_div(A.waterfall(table))
-             + table_html(A.display(table)))]
+             + bounded_html(A.display(table), TOP_ROWS, "steps", "<code>ltsearch ablate RUN_DIR --format csv</code>"))]
 
 
 def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFrame, per_class: pd.DataFrame,
                    baseline: str | None = None) -> list[tuple[str, str]]:
     if trials.empty:
         return [("Results", '<p class="muted">this run has no finished trials yet</p>')]
-    imp = S.param_importance(trials)
+    sample, sampled = importance_sample(trials)
+    imp = S.param_importance(sample)
     _, _, why = S.best_and_baseline(trials)
     spec = read_spec(run_dir)
     sections = [
         ("Summary", summary_html(trials)),
         ("Best configurations", '<p class="muted">mean ± std over the ok seeds, ranked by mean val accuracy; '
                                 'many/medium/few are test accuracies, n/a where the group is empty.</p>'
-                                + table_html(S.best_table(trials, top=50))),
+                                + bounded_html(S.best_table(trials))),
         *paired_section(trials, baseline),
         *improvement_section(trials, baseline),
         *variance_section(trials),
@@ -226,7 +261,7 @@ def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFra
         *pareto_section(trials),
         *param_sections(trials, spec),
         ("Parallel coordinates", figure_div(F.parcoords(trials), "no searched parameters")),
-        ("Parameter importance", importance_html(imp)),
+        ("Parameter importance", importance_html(imp, sampled)),
         ("Learning curves", figure_div(F.learning_curves(trials, epochs), "no epoch records")),
         ("Per-class test accuracy", (f'<p class="muted">baseline: {html.escape(why)}</p>' if why else "")
          + figure_div(F.per_class(trials, per_class), "no per-class records")),

@@ -3,9 +3,12 @@
 Reads ``RUN_DIR/spec.yaml`` (what was planned), the Parquet files (finished rows, epoch times and
 trials in progress) and Ray Tune's newest experiment state (``RUN_DIR/_tune/experiment_state-*.json``),
 through pyarrow's filesystems, so a local path and a storage URI (``s3://``, ``gs://``) work alike.
-It writes nothing and tolerates a sweep writing at the same time: a file that vanishes or is
-half-written between listing and reading is skipped (Parquet files are replaced atomically, Tune's
-JSON is not), and a missing piece (no spec, no Tune state yet) leaves its numbers out.
+It writes nothing and tolerates a sweep writing at the same time (Parquet files are replaced
+atomically, one that is not Parquet is skipped, and one that vanishes between listing and reading makes the store list again; Tune's
+JSON is not atomic, and a half-written one is skipped), and a missing piece (no spec, no Tune state
+yet) leaves its numbers out. It reads only the columns it shows (``TRIAL_COLUMNS`` and the searched
+parameters; an epoch's trial, number and seconds), from either layout of the run (per-trial files
+or ``ltsearch compact``'s).
 
 The driver's record (``RUN_DIR/run.json``, ``ltsearch.results.run_dir``) says whether a driver is on
 the run: ``running`` (its heartbeat is fresh), ``interrupted`` (stopped by a signal, killed, or its
@@ -29,17 +32,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import yaml
 
 from ltsearch.errors import UserError
 from ltsearch.results.run_dir import driver_state, read_state
-from ltsearch.results.schema import upgrade
 from ltsearch.results.store import ResultStore
 
 TUNE_DIR = "_tune"
+# what the counts, the best configurations (``summary.config_summary``) and the ETA read
+TRIAL_COLUMNS = ("trial_id", "sweep", "status", "method", "loss", "seed", "subset_seed", "epochs_done", "config_key",
+                 "split_many", "split_few", "val_acc", "test_acc", "test_many", "test_medium", "test_few")
+EPOCH_COLUMNS = ["trial_id", "epoch", "seconds"]
+
+
+def _shown(column: str) -> bool:
+    return column in TRIAL_COLUMNS or "." in column  # a searched parameter (``summary.searched_params``)
 
 
 @dataclass
@@ -69,23 +77,9 @@ class SweepStatus:
 
 
 def _files(store: ResultStore, dataset: str) -> list[pafs.FileInfo]:
-    try:
-        infos = store.fs.get_file_info(pafs.FileSelector(store.path(dataset), allow_not_found=True))
-    except OSError:
-        return []
-    return sorted((f for f in infos if f.path.endswith(".parquet") and not Path(f.path).name.startswith((".", "_"))),
-                  key=lambda f: f.path)  # the order ResultStore.read uses (ties rank alike everywhere)
-
-
-def _read_tables(store: ResultStore, files: list[pafs.FileInfo], columns: list[str] | None = None) -> pd.DataFrame:
-    tables = []
-    for f in files:
-        try:
-            t = upgrade(pq.read_table(f.path, filesystem=store.fs))  # old runs' text finished_at
-            tables.append(t.select([c for c in columns if c in t.column_names]) if columns else t)
-        except (OSError, pa.ArrowInvalid):  # replaced or removed while we read: skip
-            continue
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas() if tables else pd.DataFrame()
+    """The dataset's Parquet files, both layouts (their modification times tell the last update)."""
+    own, compacted = store.files(dataset)
+    return list(own.values()) + ([compacted] if compacted else [])
 
 
 def _read_text(store: ResultStore, path: str) -> str | None:
@@ -144,10 +138,10 @@ def sweep_status(run_dir: str, now: float | None = None) -> SweepStatus:
     st = SweepStatus(run_dir, name=str((spec or {}).get("name", Path(run_dir.rstrip("/")).name)),
                      algorithm=str(((spec or {}).get("search") or {}).get("algorithm", "")), tune=tune)
     st.planned = _planned(spec) if spec else None
-    trials = _read_tables(store, tfiles)
+    trials = store.read("trials", columns=_shown, skip_unreadable=True) if tfiles else pd.DataFrame()
     st.trials = trials
     st.counts = {s: int((trials["status"] == s).sum()) if len(trials) else 0 for s in ("ok", "failed", "stopped")}
-    epochs = _read_tables(store, efiles, ["trial_id", "epoch", "seconds"])
+    epochs = store.read("epochs", columns=EPOCH_COLUMNS, skip_unreadable=True) if efiles else pd.DataFrame()
     done_ids = set(trials["trial_id"]) if len(trials) else set()
     in_progress = epochs[~epochs["trial_id"].isin(done_ids)] if len(epochs) else epochs
     st.driver = driver_state(read_state(store), now)

@@ -249,7 +249,7 @@ def compare_runs(paths: Sequence[Path], rows: Sequence[Row] | None = None,
                  recipes: dict[str, Any] | None = None) -> tuple[list[Comparison], list[str]]:
     """Paper vs measured for every row found in these run directories (mean over ok trials).
     Returns the comparisons and the run directories that matched no row."""
-    import pandas as pd
+    from ltsearch.results import load
 
     if rows is None or recipes is None:
         rows, recipes = load_table()
@@ -260,7 +260,7 @@ def compare_runs(paths: Sequence[Path], rows: Sequence[Row] | None = None,
     out: list[Comparison] = []
     unmatched: list[str] = []
     for run_dir in _run_dirs(paths):
-        trials = pd.read_parquet(run_dir / "trials")
+        trials = load(run_dir)[0]  # either layout (per-trial files or compacted)
         ok = trials[trials["status"] == "ok"]
         spec_file = run_dir / "spec.yaml"
         desc = (yaml.safe_load(spec_file.read_text()) or {}).get("description", "") if spec_file.is_file() else ""

@@ -1,9 +1,17 @@
-"""Atomic one-file-per-trial Parquet writes under ``RUN_DIR/{trials,epochs,per_class}/``.
+"""Atomic one-file-per-trial Parquet writes under ``RUN_DIR/{trials,epochs,per_class}/``, and the
+readers of both layouts of a run.
 
 A trial's file is named by its trial id (a hash of its resolved config and seed) and is replaced
 as a whole (written to a hidden temporary name, then renamed), so re-running or resuming a trial
 never duplicates a row. ``RUN_DIR`` is a local path or a URI that pyarrow understands (s3://, gs://).
 Readers (pandas, duckdb, pyarrow.dataset) skip the hidden temporary files.
+
+Layouts: a running sweep writes ``<dataset>/<trial_id>.parquet`` per trial; ``ltsearch compact``
+(``results.compact``) merges them into ``<dataset>/compacted.parquet``. A dataset may hold both
+(a trial rerun after compaction, or compaction killed between its write and its deletes): a
+trial's own file wins over its rows in the compacted file, so no trial is counted twice. Every
+reader here (``read``, ``has_trial``, ``read_trial``, ``read_rows``) reads both, with
+``pyarrow.dataset`` (parallel reads; the files' schemas unified, older files' through ``upgrade``).
 """
 
 from __future__ import annotations
@@ -13,16 +21,21 @@ import json
 import math
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Union
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ltsearch.results.schema import SCHEMA_VERSION, epochs_schema, per_class_schema, trials_schema, upgrade
 
 DATASETS = ("trials", "epochs", "per_class")
+COMPACTED = "compacted.parquet"  # one per dataset (``results.compact``); no trial id is "compacted"
+_RETRIES = 3  # a file removed between listing and reading (a compaction): list again
+Columns = Union[list[str], Callable[[str], bool], None]  # names, or which names to read; None: all
 
 
 def _fs(run_dir: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -124,28 +137,106 @@ class ResultStore:
         if self.fs.get_file_info(path).type == pafs.FileType.File:
             self.fs.delete_file(path)
 
+    def schema(self, dataset: str) -> pa.Schema:
+        return {"trials": trials_schema(), "epochs": epochs_schema(), "per_class": per_class_schema()}[dataset]
+
+    def files(self, dataset: str) -> tuple[dict[str, pafs.FileInfo], pafs.FileInfo | None]:
+        """``({trial_id: its own file}, the compacted file or None)`` of ``dataset`` (one listing;
+        hidden temporary files skipped)."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path(dataset), allow_not_found=True))
+        except (OSError, NotADirectoryError):
+            return {}, None
+        own, compacted = {}, None
+        for f in infos:
+            name = Path(f.path).name
+            if f.type != pafs.FileType.File or not name.endswith(".parquet") or name.startswith((".", "_")):
+                continue
+            if name == COMPACTED:
+                compacted = f
+            else:
+                own[name[: -len(".parquet")]] = f
+        return dict(sorted(own.items())), compacted
+
+    def _compacted(self, dataset: str) -> str | None:
+        path = f"{self.path(dataset)}/{COMPACTED}"
+        return path if self.fs.get_file_info(path).type == pafs.FileType.File else None
+
     def has_trial(self, trial_id: str) -> bool:
-        return self.fs.get_file_info(self.path("trials", trial_id)).type == pafs.FileType.File
+        if self.fs.get_file_info(self.path("trials", trial_id)).type == pafs.FileType.File:
+            return True
+        compacted = self._compacted("trials")  # looked at after the own file: a compaction writes it first
+        return compacted is not None and trial_id in _compacted_ids(self.fs, compacted)
+
+    def read_rows(self, dataset: str, trial_id: str, columns: Columns = None) -> pa.Table:
+        """The rows of one trial in ``dataset``: its own file, else its rows of the compacted file
+        (an empty table if it has none)."""
+        own = self.path(dataset, trial_id)
+        for _ in range(_RETRIES):
+            try:
+                if self.fs.get_file_info(own).type == pafs.FileType.File:
+                    return _scan(self.fs, [own], columns)
+                compacted = self._compacted(dataset)
+                if compacted is None:
+                    break
+                return _scan(self.fs, [compacted], columns, pc.field("trial_id") == trial_id)
+            except OSError:  # removed or replaced by a compaction meanwhile: look again
+                continue
+        return _select(self.schema(dataset).empty_table(), columns)
 
     def read_trial(self, trial_id: str) -> dict[str, Any]:
-        table = pq.read_table(self.path("trials", trial_id), filesystem=self.fs)
+        table = self.read_rows("trials", trial_id)
+        if not table.num_rows:
+            raise FileNotFoundError(f"{self.path('trials', trial_id)}: no row of trial {trial_id}")
         return {k: _clean(v[0]) for k, v in table.to_pydict().items()}
 
     def trial_status(self) -> dict[str, str]:
-        df = self.read("trials")
+        df = self.read("trials", columns=["trial_id", "status"])
         return dict(zip(df["trial_id"], df["status"])) if len(df) else {}
 
-    def read(self, dataset: str) -> pd.DataFrame:
-        info = self.fs.get_file_info(self.path(dataset))
-        schema = {"trials": trials_schema(), "epochs": epochs_schema(), "per_class": per_class_schema()}[dataset]
-        if info.type != pafs.FileType.Directory:
-            return schema.empty_table().to_pandas()
-        files = [f.path for f in self.fs.get_file_info(pafs.FileSelector(self.path(dataset)))
-                 if f.path.endswith(".parquet") and not Path(f.path).name.startswith((".", "_"))]
-        if not files:
-            return schema.empty_table().to_pandas()
-        tables = [upgrade(pq.read_table(f, filesystem=self.fs)) for f in sorted(files)]  # old runs' text finished_at
-        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    def read_table(self, dataset: str, columns: Columns = None, skip_unreadable: bool = False) -> pa.Table:
+        """Every row of ``dataset`` in both layouts, sorted by trial id (a trial's rows in the order it
+        wrote them); ``columns``: only these names (those a run lacks are left out), or those a
+        predicate accepts (the trial id always). ``skip_unreadable``: leave out a file that is not
+        Parquet (``status`` reads a run that others write) instead of raising."""
+        for attempt in range(_RETRIES):
+            own, compacted = self.files(dataset)
+            try:
+                try:
+                    return self._read_listed(dataset, own, compacted, columns)
+                except pa.ArrowInvalid:
+                    if not skip_unreadable:
+                        raise
+                    own = {t: f for t, f in own.items() if _readable(self.fs, f.path)}
+                    compacted = compacted if compacted is None or _readable(self.fs, compacted.path) else None
+                    return self._read_listed(dataset, own, compacted, columns)
+            except OSError:  # removed by a compaction since the listing: list again
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read_listed(self, dataset: str, own: dict[str, pafs.FileInfo], compacted: pafs.FileInfo | None,
+                     columns: Columns) -> pa.Table:
+        want: Columns = columns
+        if isinstance(columns, list):
+            want = list(dict.fromkeys(["trial_id", *columns]))
+        elif callable(columns):
+            want = lambda c: c == "trial_id" or columns(c)  # noqa: E731
+        tables = [_scan(self.fs, [f.path for f in own.values()], want)] if own else []
+        if compacted is not None:  # read after the own files: a compaction renames its file before deleting them
+            rows = _scan(self.fs, [compacted.path], want)
+            if own:  # a trial's own file wins over its compacted rows (rerun, or compaction killed midway)
+                rows = rows.filter(pc.invert(pc.is_in(rows.column("trial_id"), pa.array(list(own), pa.string()))))
+            tables.append(rows)
+        if not tables:
+            return _select(self.schema(dataset).empty_table(), columns)
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+        if len(tables) > 1:  # one sorted source stays as it is; two interleave by trial id
+            table = table.take(pc.sort_indices(table, [("trial_id", "ascending")]))
+        return table if not isinstance(columns, list) else _select(table, columns)
+
+    def read(self, dataset: str, columns: Columns = None, skip_unreadable: bool = False) -> pd.DataFrame:
+        return self.read_table(dataset, columns, skip_unreadable).to_pandas()
 
     def write_text(self, name: str, text: str) -> str:
         self.fs.create_dir(self.root, recursive=True)
@@ -157,6 +248,63 @@ class ResultStore:
 
 
 def load(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """``(trials, epochs, per_class)`` of a run as pandas DataFrames (empty ones if absent)."""
+    """``(trials, epochs, per_class)`` of a run as pandas DataFrames (empty ones if absent), from
+    either layout (per-trial files, ``compacted.parquet``, or both)."""
     store = ResultStore(run_dir)
     return store.read("trials"), store.read("epochs"), store.read("per_class")
+
+
+def _readable(fs: pafs.FileSystem, path: str) -> bool:
+    try:
+        pq.read_metadata(path, filesystem=fs)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def _names(names: list[str], columns: Columns) -> list[str] | None:
+    if columns is None:
+        return None
+    return [c for c in names if columns(c)] if callable(columns) else [c for c in columns if c in names]
+
+
+def _select(table: pa.Table, columns: Columns) -> pa.Table:
+    return table if columns is None else table.select(_names(table.column_names, columns))
+
+
+def _scan(fs: pafs.FileSystem, paths: list[str], columns: Columns = None,
+          where: pc.Expression | None = None) -> pa.Table:
+    """One table of Parquet ``paths`` read with ``pyarrow.dataset`` (in parallel), their schemas
+    unified: a column some files lack is null in their rows; files of an older schema (text
+    ``finished_at``) are read as their own group and passed through ``upgrade``."""
+    factory = pds.FileSystemDatasetFactory(fs, paths, pds.ParquetFileFormat())
+    try:
+        groups = [(paths, factory.inspect(promote_options="permissive"))]
+    except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):  # old and new types of one column
+        by_schema: dict[pa.Schema, list[str]] = {}
+        for frag in pds.dataset(paths, format="parquet", filesystem=fs).get_fragments():
+            by_schema.setdefault(frag.physical_schema.remove_metadata(), []).append(frag.path)
+        groups = [(ps, schema) for schema, ps in by_schema.items()]
+    tables = []
+    for ps, schema in groups:
+        cols = _names(schema.names, columns)
+        t = pds.dataset(ps, schema=schema, format="parquet", filesystem=fs).to_table(columns=cols, filter=where)
+        tables.append(upgrade(t))
+    if len(tables) == 1:
+        return tables[0]
+    table = pa.concat_tables(tables, promote_options="permissive")  # the groups interleave by trial id
+    return table.take(pc.sort_indices(table, [("trial_id", "ascending")])) if "trial_id" in table.column_names else table
+
+
+_IDS: dict[tuple[str, int | None, int | None], frozenset[str]] = {}
+
+
+def _compacted_ids(fs: pafs.FileSystem, path: str) -> frozenset[str]:
+    """The trial ids of a compacted ``trials`` file, cached by its path, size and mtime."""
+    info = fs.get_file_info(path)
+    key = (path, info.size, info.mtime_ns)
+    if key not in _IDS:
+        _IDS.clear()
+        table = pq.read_table(path, columns=["trial_id"], filesystem=fs)
+        _IDS[key] = frozenset(table.column("trial_id").to_pylist())
+    return _IDS[key]

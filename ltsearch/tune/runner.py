@@ -41,12 +41,12 @@ def stored_outcome(store: ResultStore, tid: str) -> tuple[str, dict[str, Any]] |
 
 
 def _last_train_loss(store: ResultStore, tid: str) -> float | None:
-    """The last epoch's training loss from the trial's epochs file (None where there is none)."""
-    import pyarrow.parquet as pq
-
+    """The last epoch's training loss from the trial's epochs rows (None where there are none)."""
     try:
-        table = pq.read_table(store.path("epochs", tid), columns=["train_loss"], filesystem=store.fs)
+        table = store.read_rows("epochs", tid, columns=["train_loss"])  # its own file, or a compacted run's rows
     except (OSError, ValueError):
+        return None
+    if "train_loss" not in table.column_names:
         return None
     losses = table.column("train_loss").to_pylist()
     return losses[-1] if losses else None
