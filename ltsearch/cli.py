@@ -339,7 +339,7 @@ def train(
     store = ResultStore(run_dir)
     if read_state(store) is None:  # a new run directory: its identity, as a sweep's would be
         state = RunState(run_dir)
-        state.start(f"ltsearch train {spec}")
+        state.start(f"ltsearch train {spec}", 1, trial.plan.epochs)
         store.write_text("spec.yaml", dump_spec(s))
         state.end("finished")
     with epoch_progress(console, trial.plan.epochs) as show:  # a progress bar in a terminal, lines in a log

@@ -94,3 +94,24 @@ def test_the_report_of_10000_trials_stays_under_10_mb(tmp_path):
     out = write_report(run, tmp_path / "report.html")
     assert out.stat().st_size < 10e6
     assert ResultStore(run).read("trials", columns=["trial_id"]).shape == (10_000, 1)
+
+
+def test_status_reads_the_plan_from_run_json_without_importing_torch(tmp_path):
+    """``ltsearch status`` of a run whose driver recorded its plan never validates the spec, so it
+    imports no method, model or torch (3 s of a 6-s status on a 2-core machine); without the record
+    (an older run) it plans from spec.yaml as before, with the same answer."""
+    import json
+    import subprocess
+    import sys
+
+    run = tmp_path / "r"
+    synthesise(run, 30, template())
+    code = ("import sys; from ltsearch.report.status import sweep_status; st = sweep_status(sys.argv[1]); "
+            "print(st.planned, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["30", "False"]
+    state = json.loads((run / "run.json").read_text())
+    state.pop("planned"), state.pop("trial_epochs")
+    (run / "run.json").write_text(json.dumps(state))
+    out = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["8", "True"]  # quickstart.yaml's num_samples 8 × one seed, from the spec

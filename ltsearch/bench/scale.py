@@ -111,6 +111,11 @@ def synthesise(run_dir: Path, n: int, template: dict[str, Any], seed: int = 0, t
     with ThreadPoolExecutor(threads) as pool:  # pyarrow writes without the GIL
         list(pool.map(one, range(n)))
     (run_dir / "spec.yaml").write_text(QUICKSTART.read_text())
+    from ltsearch.results.run_dir import RunState
+
+    state = RunState(str(run_dir))  # a finished driver's record, with its plan, as a sweep leaves it
+    state.start("ltsearch run search_spaces/quickstart.yaml", planned=n, trial_epochs=len(template["epochs"]))
+    state.end("finished")
 
 
 _LAUNCH = ("import atexit, os, runpy, sys\n"  # the child's own peak RSS (VmHWM; a fork's exec keeps the parent's in rusage)

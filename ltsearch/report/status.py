@@ -18,7 +18,9 @@ ETA.
 
 Units are trials = one configuration × one seed (one Parquet row). Planned: the grid/random cells
 (``search.space``), or ``num_samples`` × seeds for Optuna. Running: trials with epoch records but no
-row yet. ETA: the epochs still to train (at the median epoch time so far) divided by the trials
+row yet. The plan (trials and one trial's epochs) comes from ``run.json``, where the driver records it, so
+status never validates the spec (which would import every method, model and torch); a run from
+before that record is planned from ``spec.yaml``. ETA: the epochs still to train (at the median epoch time so far) divided by the trials
 running in parallel; ASHA stopping trials early makes it an upper bound.
 """
 
@@ -137,14 +139,16 @@ def sweep_status(run_dir: str, now: float | None = None) -> SweepStatus:
     spec = yaml.safe_load(spec_text) if spec_text else {}
     st = SweepStatus(run_dir, name=str((spec or {}).get("name", Path(run_dir.rstrip("/")).name)),
                      algorithm=str(((spec or {}).get("search") or {}).get("algorithm", "")), tune=tune)
-    st.planned = _planned(spec) if spec else None
+    state = read_state(store)
+    recorded = (state or {}).get("planned")  # the driver's own plan (run.json); older runs: from the spec
+    st.planned = int(recorded) if recorded is not None else (_planned(spec) if spec else None)
     trials = store.read("trials", columns=_shown, skip_unreadable=True) if tfiles else pd.DataFrame()
     st.trials = trials
     st.counts = {s: int((trials["status"] == s).sum()) if len(trials) else 0 for s in ("ok", "failed", "stopped")}
     epochs = store.read("epochs", columns=EPOCH_COLUMNS, skip_unreadable=True) if efiles else pd.DataFrame()
     done_ids = set(trials["trial_id"]) if len(trials) else set()
     in_progress = epochs[~epochs["trial_id"].isin(done_ids)] if len(epochs) else epochs
-    st.driver = driver_state(read_state(store), now)
+    st.driver = driver_state(state, now)
     started = int(in_progress["trial_id"].nunique()) if len(in_progress) else 0
     if st.driver in (None, "running"):  # None: a run from before run.json, judged by its files alone
         st.running = started
@@ -159,20 +163,21 @@ def sweep_status(run_dir: str, now: float | None = None) -> SweepStatus:
         top = config_summary(ok).iloc[0]
         st.best = {"config": top["config"], "val_acc_mean": float(top["val_acc_mean"]),
                    "val_acc_std": float(top["val_acc_std"]), "n_ok": int(top["n_ok"])}
-    st.eta_seconds = _eta(st, trials, in_progress, spec) if st.driver in (None, "running") else None
+    st.eta_seconds = _eta(st, trials, in_progress, spec, (state or {}).get("trial_epochs")) if st.driver in (None, "running") else None
     mtimes = [f.mtime.timestamp() for f in tfiles + efiles if f.mtime] + ([tune_mtime] if tune_mtime else [])
     st.last_update = (now or time.time()) - max(mtimes) if mtimes else None
     return st
 
 
-def _eta(st: SweepStatus, trials: pd.DataFrame, in_progress: pd.DataFrame, spec: dict[str, Any]) -> float | None:
+def _eta(st: SweepStatus, trials: pd.DataFrame, in_progress: pd.DataFrame, spec: dict[str, Any],
+         trial_epochs: int | None = None) -> float | None:
     if st.planned is None or st.epoch_seconds is None:
         return None
     if st.finished >= st.planned:
         return 0.0
     done = pd.to_numeric(trials.get("epochs_done"), errors="coerce").dropna() if len(trials) else pd.Series()
     per_trial = float(done[trials["status"] == "ok"].median()) if len(done) and (trials["status"] == "ok").any() \
-        else _planned_epochs(spec)
+        else (float(trial_epochs) if trial_epochs else _planned_epochs(spec))
     if not per_trial or math.isnan(per_trial):
         return None
     running_left = sum(max(0.0, per_trial - len(g)) for _, g in in_progress.groupby("trial_id")) if len(in_progress) else 0.0

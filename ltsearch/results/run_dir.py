@@ -190,11 +190,14 @@ class RunState:
     def _write(self) -> None:
         self.store.write_text(STATE_FILE, json.dumps(self.data, indent=1) + "\n")
 
-    def start(self, command: str = "") -> None:
+    def start(self, command: str = "", planned: int | None = None, trial_epochs: int | None = None) -> None:
+        """``planned``: the trials the sweep plans (at most, for a race); ``trial_epochs``: one
+        trial's epochs over all its stages. ``ltsearch status`` reads both from here, so it need
+        not validate the spec (which imports every registered method and model, and torch)."""
         now = time.time()
         self.data = {"identity": IDENTITY_VERSION, "state": "running", "signal": None, "host": socket.gethostname(),
                      "pid": os.getpid(), "command": mask(command), "started_at": now, "heartbeat_at": now,
-                     "ended_at": None}
+                     "ended_at": None, "planned": planned, "trial_epochs": trial_epochs}
         self._write()
 
     def beat(self) -> None:

@@ -36,7 +36,7 @@ from ltsearch.results.store import ResultStore
 from ltsearch.secrets import mask, remember
 from ltsearch.space import plan_cells, plan_configurations, race_units, seed_units
 from ltsearch.spec import Spec, dump_spec
-from ltsearch.trial import trial_for
+from ltsearch.trial import planned_epochs, trial_for
 
 TUNE_DIR = "_tune"
 
@@ -383,7 +383,7 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
     state = RunState(run_dir)
     optuna = spec.search.algorithm == "optuna"
     if not optuna and not plan.cells and not resume:  # every cell ok, or the race is over
-        state.start(command)
+        state.start(command, plan.planned, planned_epochs(spec.experiment))
         store.write_text("spec.yaml", dump_spec(spec))
         state.end("finished")
         if spec.search.race is not None and race_summary(run_dir):
@@ -408,7 +408,7 @@ def run_sweep(spec: Spec, storage: str = "runs", resume: bool = False, address: 
         SESSION.update(interrupts=interrupts, state=state, trials=[])
         cbs = [RecordUnfinished(spec, run_dir, param_types_for(spec)), Heartbeat(HEARTBEAT_S), *(callbacks or []),
                *build_loggers(spec.search.loggers, spec.name)]
-        state.start(command)
+        state.start(command, plan.planned, planned_epochs(spec.experiment))
         store.write_text("spec.yaml", dump_spec(spec))
         try:
             tuner = build_tuner(spec, run_dir, plan.cells, resume, cbs)
