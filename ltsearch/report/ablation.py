@@ -248,14 +248,6 @@ def path_table(result: PathResult, rows: pd.DataFrame, units: Sequence[tuple[int
     return pd.DataFrame(out)
 
 
-def _fmt(mean: float, lo: float, hi: float) -> str:
-    if mean is None or math.isnan(mean):
-        return ""
-    if math.isnan(lo):
-        return f"{mean:+.2f}"
-    return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-
-
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """The path as display strings: step, flip, configuration, val acc, Δ per group [95 % CI]."""
     if table.empty:
@@ -266,7 +258,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
                         "val acc": [f"{v:.2f}" for v in table["val_acc"]]})
     out["test overall"] = [f"{v:.2f}" for v in table["overall"]]
     for _, g in GROUPS:
-        out[f"Δ {g}"] = [_fmt(r[f"delta_{g}"], r[f"delta_{g}_low"], r[f"delta_{g}_high"]) for _, r in table.iterrows()]
+        out[f"Δ {g}"] = [T.fmt_interval(r[f"delta_{g}"], r[f"delta_{g}_low"], r[f"delta_{g}_high"], signed=True, missing="") for _, r in table.iterrows()]
     return out
 
 

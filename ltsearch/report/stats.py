@@ -347,13 +347,16 @@ def delta_display(diffs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def fmt_interval(point: float, low: float, high: float, digits: int = 2) -> str:
-    """``'71.20 [70.10, 72.30]'``; the point alone without an interval (one run); ``'n/a'`` without a value."""
+def fmt_interval(point: float, low: float, high: float, digits: int = 2, signed: bool = False,
+                 missing: str = "n/a") -> str:
+    """``'71.20 [70.10, 72.30]'`` (``signed``: ``'+1.20 [-0.35, +2.75]'``); the point alone without an
+    interval (one run); ``missing`` without a value."""
     if point is None or math.isnan(point):
-        return "n/a"
+        return missing
+    f = f"{{:{'+' if signed else ''}.{digits}f}}".format
     if math.isnan(low):
-        return f"{point:.{digits}f}"
-    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+        return f(point)
+    return f"{f(point)} [{f(low)}, {f(high)}]"
 
 
 def improvement_display(iv: pd.DataFrame) -> pd.DataFrame:
