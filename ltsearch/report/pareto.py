@@ -10,9 +10,9 @@ column in csv, ◆ in markdown / html, a ⋄ in LaTeX); the report draws every c
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ltsearch.report import summary as S
@@ -26,18 +26,23 @@ NOTE = ("◆ non-dominated: no other configuration of the run has at least its m
 def non_dominated(points: Sequence[Sequence[float]], modes: Sequence[str] | None = None) -> list[bool]:
     """For each point, whether no other point dominates it (at least as good on every objective,
     better on one; ``modes``: max / min per objective, default max). A point with a NaN is never on
-    the front and dominates nothing."""
-    signs = [1.0 if m == "max" else -1.0 for m in (modes or ["max"] * (len(points[0]) if points else 0))]
-    pts = [None if any(math.isnan(float(v)) for v in p) else [s * float(v) for s, v in zip(signs, p)] for p in points]
-    out = []
-    for i, p in enumerate(pts):
-        if p is None:
-            out.append(False)
-            continue
-        dominated = any(q is not None and j != i and all(a >= b for a, b in zip(q, p)) and any(a > b for a, b in zip(q, p))
-                        for j, q in enumerate(pts))
-        out.append(not dominated)
-    return out
+    the front and dominates nothing. Pairwise in numpy, a block of rows at a time (3,300
+    configurations: 11 M pairs in well under a second, bounded memory)."""
+    if not len(points):
+        return []
+    x = np.asarray(points, dtype=float)
+    signs = np.array([1.0 if m == "max" else -1.0 for m in (modes or ["max"] * x.shape[1])])
+    x = x * signs
+    valid = ~np.isnan(x).any(axis=1)
+    v = x[valid]
+    out = np.zeros(len(x), dtype=bool)
+    on = np.empty(len(v), dtype=bool)
+    for lo in range(0, len(v), 512):  # dominated[i]: some q >= p everywhere and > somewhere
+        p = v[lo:lo + 512, None, :]
+        geq, gt = (v[None] >= p).all(axis=2), (v[None] > p).any(axis=2)
+        on[lo:lo + 512] = ~(geq & gt).any(axis=1)
+    out[valid] = on
+    return out.tolist()
 
 
 def front_table(trials: pd.DataFrame) -> pd.DataFrame:
@@ -50,9 +55,8 @@ def front_table(trials: pd.DataFrame) -> pd.DataFrame:
     df = df[df["status"] == "ok"]
     if df.empty:
         return pd.DataFrame(columns=cols)
-    means = df.groupby("config", sort=False)[[c for c in cols[1:5] if c in df]].agg(
-        lambda s: pd.to_numeric(s, errors="coerce").mean())
-    means = means.reindex(columns=cols[1:5])
+    values = df[[c for c in cols[1:5] if c in df]].apply(pd.to_numeric, errors="coerce")
+    means = values.groupby(df["config"], sort=False).mean().reindex(columns=cols[1:5])
     order = [c for c in S.config_summary(trials)["config"] if c in means.index]
     means = means.loc[order].reset_index()
     means["pareto"] = non_dominated(means[list(OBJECTIVES)].to_numpy(dtype=float).tolist())

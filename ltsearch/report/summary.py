@@ -110,11 +110,10 @@ def with_configs(trials: pd.DataFrame) -> pd.DataFrame:
     varied = [c for c in ident if df[c].nunique(dropna=False) > 1
               and f"method.{c}" not in params and "method.choice" not in params]
     names = short_names(params)
-    keys = _value_keys(df, ident + params)
-    if "config_key" in df:
-        stored = df["config_key"].astype(object)
-        keys = stored.where(stored.notna() & (stored.astype(str) != ""), keys)
-    df["config_key"] = keys
+    stored = df["config_key"].astype(object) if "config_key" in df else pd.Series(None, index=df.index, dtype=object)
+    has = stored.notna() & (stored.astype(str) != "")
+    # rows of an older ltsearch (no stored key) get the JSON of their values; a run that stores every key skips that
+    df["config_key"] = stored if has.all() else stored.where(has, _value_keys(df, ident + params))
     if df.empty:
         df["config"] = pd.Series(dtype=object)
         return df
