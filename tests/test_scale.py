@@ -78,7 +78,7 @@ def test_large_tables_and_figures_are_bounded_with_a_note():
     assert len(fig.data[0].line.color) == F.PARCOORDS_TRIALS and "best 1000 of 9000 ok trials" in fig.layout.title.text
     assert min(fig.data[0].line.color) >= sorted(trials[trials["status"] == "ok"]["val_acc"])[-F.PARCOORDS_TRIALS]
     sample, note = H.importance_sample(trials)
-    assert len(sample) == H.IMPORTANCE_TRIALS and note == "computed on 500 of the 9000 ok trials, drawn at random"
+    assert len(sample) == H.IMPORTANCE_TRIALS and note == "computed on 200 of the 9000 ok trials, drawn at random"
     small = _trials(30)
     same, none = H.importance_sample(small)
     assert same is small and none == ""

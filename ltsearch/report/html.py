@@ -63,18 +63,20 @@ def figure_div(fig: go.Figure | None, note: str = "") -> str:
 
 TOP_ROWS = 50  # configurations per table
 FAILED_ROWS = 100
-IMPORTANCE_TRIALS = 500  # fANOVA's forest grows with the trials; a random sample ranks the parameters alike
+IMPORTANCE_TRIALS = 200  # fANOVA's forest grows with the trials; a random sample ranks the parameters alike
 
 
 ALL_CONFIGS = "<code>ltsearch compare RUN_DIR --format csv --top 0</code>"
 
 
-def bounded_html(df: pd.DataFrame, rows: int = TOP_ROWS, what: str = "configurations", where: str = ALL_CONFIGS) -> str:
+def bounded_html(df: pd.DataFrame, rows: int = TOP_ROWS, what: str = "configurations", where: str = ALL_CONFIGS,
+                 total: int | None = None) -> str:
     """``table_html`` of the first ``rows`` rows, and a line on how many are left out (and ``where``
-    to find them all)."""
-    if len(df) <= rows:
+    to find them all); ``total``: the rows there are when ``df`` is already only the first ones."""
+    total = len(df) if total is None else total
+    if total <= rows:
         return table_html(df)
-    note = f'<p class="muted">the first {rows} of {len(df)} {what} are shown ({len(df) - rows} left out; all of them: {where})</p>'
+    note = f'<p class="muted">the first {rows} of {total} {what} are shown ({total - rows} left out; all of them: {where})</p>'
     return table_html(df.head(rows)) + note
 
 
@@ -183,7 +185,8 @@ def paired_section(trials: pd.DataFrame, baseline: str | None) -> list[tuple[str
     diffs, base = T.paired_differences({"run": trials}, baseline)
     if diffs.empty or len(diffs) < 2:
         return []
-    table = bounded_html(T.delta_display(diffs)).replace(" within noise</td>", " <b>within noise</b></td>")
+    shown = T.delta_display(diffs.head(TOP_ROWS))  # formatted only where shown (thousands of rows at scale)
+    table = bounded_html(shown, total=len(diffs)).replace(" within noise</td>", " <b>within noise</b></td>")
     return [(f"Paired differences vs {base}", f'<p class="muted">{html.escape(T.NOTE)}</p>' + table)]
 
 
