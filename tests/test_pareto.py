@@ -141,3 +141,27 @@ def test_a_multi_objective_sweep_end_to_end(tmp_path):
     front = {(t.params["method.loss"], t.params["optim.lr"]) for t in study.best_trials}
     mine = P.front(rows)
     assert len(front) == len(mine)  # Optuna's Pareto front and the report's are the same configurations
+
+
+def test_the_vectorised_front_agrees_with_the_definition_pair_by_pair():
+    """non_dominated (a sort and a running maximum for two objectives, blocks of pairs for more)
+    against the definition written out pair by pair, on random points with ties, NaNs and modes."""
+    import math
+    import random
+
+    from ltsearch.report.pareto import non_dominated
+
+    def by_definition(points, modes=None):
+        signs = [1 if m == "max" else -1 for m in (modes or ["max"] * len(points[0]))]
+        pts = [None if any(math.isnan(v) for v in p) else [s * v for s, v in zip(signs, p)] for p in points]
+        return [p is not None and not any(q is not None and all(b >= a for a, b in zip(p, q))
+                                          and any(b > a for a, b in zip(p, q)) for q in pts) for p in pts]
+
+    rng = random.Random(1)
+    for _ in range(200):
+        n = rng.randint(1, 30)
+        two = [[math.nan if rng.random() < 0.1 else float(rng.randint(0, 5)), float(rng.randint(0, 5))] for _ in range(n)]
+        modes = rng.choice([None, ["max", "min"], ["min", "min"]])
+        assert non_dominated(two, modes) == by_definition(two, modes)
+        three = [[float(rng.randint(0, 3)) for _ in range(3)] for _ in range(n)]
+        assert non_dominated(three) == by_definition(three)

@@ -36,6 +36,14 @@ def non_dominated(points: Sequence[Sequence[float]], modes: Sequence[str] | None
     valid = ~np.isnan(x).any(axis=1)
     v = x[valid]
     out = np.zeros(len(x), dtype=bool)
+    if x.shape[1] == 2 and len(v):  # two objectives: one sort and a running maximum, O(n log n)
+        uniq, inverse = np.unique(v, axis=0, return_inverse=True)
+        order = np.lexsort((-uniq[:, 1], -uniq[:, 0]))  # first objective descending, then the second
+        best_before = np.concatenate([[-np.inf], np.maximum.accumulate(uniq[order, 1])[:-1]])
+        front = np.empty(len(uniq), dtype=bool)
+        front[order] = uniq[order, 1] > best_before  # an earlier distinct point at least as good on both dominates
+        out[valid] = front[inverse.ravel()]
+        return out.tolist()
     on = np.empty(len(v), dtype=bool)
     for lo in range(0, len(v), 512):  # dominated[i]: some q >= p everywhere and > somewhere
         p = v[lo:lo + 512, None, :]
