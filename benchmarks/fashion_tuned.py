@@ -3,7 +3,7 @@ method gets the same search budget over its own documented knobs, on the benchma
 (search_spaces/fashion_lt_benchmark.yaml), then its best configuration is reported on test over
 3 seeds next to its defaults, with paired differences to CE.
 
-    LTSEARCH_CACHE=DIR python benchmarks/fashion_tuned.py [--trials 8] [--methods NAME ...]
+    LTSEARCH_CACHE=DIR python benchmarks/fashion_tuned.py [--trials 6] [--methods NAME ...]
         [--storage runs/fashion_tuned] [--defaults runs/fashion_lt_benchmark]
 
 Per method: an Optuna (TPE) search of ``--trials`` trials on seed 0, ASHA on validation accuracy
@@ -127,7 +127,7 @@ def delta(a: list[float], b: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=8, help="search budget per method (trials on seed 0)")
+    ap.add_argument("--trials", type=int, default=6, help="search budget per method (trials on seed 0)")
     ap.add_argument("--methods", nargs="*", default=list(METHODS), help=f"default: {', '.join(METHODS)}")
     ap.add_argument("--storage", type=Path, default=ROOT / "runs" / "fashion_tuned")
     ap.add_argument("--defaults", type=Path, default=ROOT / "runs" / "fashion_lt_benchmark")
