@@ -9,7 +9,8 @@ method gets the same search budget over its own documented knobs, on the benchma
 Per method: an Optuna (TPE) search of ``--trials`` trials on seed 0, ASHA on validation accuracy
 (grace period 4 epochs, reduction factor 3), whose first trial is the method's defaults
 (``search.initial``), so the search can only keep or improve the default's validation accuracy.
-The best ok trial (highest val_acc) then runs on seeds 1 and 2; its seed-0 row is the search's own
+The best ok trial (highest val_acc) then runs on seeds 1 and 2 (method by method: the summary
+grows as they finish); its seed-0 row is the search's own
 trial (the same resolved configuration, so the same trial id and result: the loop is
 deterministic on CPU). Test accuracy is only read at the end, never to select.
 
@@ -146,43 +147,6 @@ def main() -> None:
     bench = ok_rows(args.defaults) if (args.defaults / "trials").exists() else None
     started = time.time()
     results = []
-    searches = {}
-    for label in args.methods:  # one search per method: each has its own space
-        section, space = METHODS[label]
-        spec = {"name": f"fashion_tuned_search_{slug(label)}", **base_spec()}
-        spec["experiment"] = {**spec["experiment"], "method": section}
-        spec["search"] = {"algorithm": "optuna", "sampler": "tpe", "space": space,
-                          "initial": [defaults_of(section, space)], "num_samples": args.trials, "seed": 0,
-                          "seeds": [0], "metric": "val_acc", "mode": "max", "scheduler": "asha",
-                          "grace_period": 4, "reduction_factor": 3}
-        t0 = time.time()
-        search = ok_rows(run_spec(spec, storage, log, args.smoke))
-        best = search.sort_values(["val_acc", "trial_id"], ascending=[False, True]).iloc[0]
-        searches[label] = (search, best, json.loads(best["config_json"])["method"], round(time.time() - t0))
-        print(json.dumps({"method": label, "search_seconds": searches[label][3], "best_val": float(best["val_acc"]),
-                          "best": searches[label][2]}, default=str), flush=True)
-    # the best configurations on seeds 1 and 2, in one run (one grid over whole method sections)
-    final = {"name": "fashion_tuned_best", **base_spec()}
-    final["search"] = {"algorithm": "grid", "space": {"method": {"grid": [searches[m][2] for m in args.methods]}},
-                       "seeds": [1, 2], "metric": "val_acc", "mode": "max"}
-    t0 = time.time()
-    finals = ok_rows(run_spec(final, storage, log, args.smoke))
-    final_seconds = round(time.time() - t0)
-    results = []
-    for label in args.methods:
-        search, best, best_method, seconds = searches[label]
-        mine = [r for _, r in finals.iterrows() if json.loads(r["config_json"])["method"] == best_method]
-        rows = [best] + sorted(mine, key=lambda r: r["seed"])
-        space = METHODS[label][1]
-        results.append({"method": label, "best": {k: best_method.get(k.split(".", 1)[1]) for k in space},
-                        "search_trials": int(len(search)) + search.attrs.get("stopped", 0),
-                        "search_stopped": search.attrs.get("stopped", 0), "search_val_best": float(best["val_acc"]),
-                        "search_seconds": seconds, "trial_ids": [r["trial_id"] for r in rows],
-                        "seeds": [int(r["seed"]) for r in rows], "section": METHODS[label][0],
-                        **{m: [float(r[m]) for r in rows] for m in METRICS}})
-        print(json.dumps(results[-1], default=str), flush=True)
-    wall = time.time() - started
-
     def bench_rows(section: dict[str, Any]):
         """The benchmark's rows of this method section (its defaults), by seed."""
         match = []
@@ -194,6 +158,35 @@ def main() -> None:
 
     ce = bench_rows({"name": "single", "loss": "ce"})
     ce_test = [float(r["test_acc"]) for r in ce] or [math.nan] * 3
+    results = []
+    for label in args.methods:  # search, then the best on seeds 1 and 2; the summary is rewritten after each
+        section, space = METHODS[label]
+        spec = {"name": f"fashion_tuned_search_{slug(label)}", **base_spec()}
+        spec["experiment"] = {**spec["experiment"], "method": section}
+        spec["search"] = {"algorithm": "optuna", "sampler": "tpe", "space": space,
+                          "initial": [defaults_of(section, space)], "num_samples": args.trials, "seed": 0,
+                          "seeds": [0], "metric": "val_acc", "mode": "max", "scheduler": "asha",
+                          "grace_period": 4, "reduction_factor": 3}
+        t0 = time.time()
+        search = ok_rows(run_spec(spec, storage, log, args.smoke))
+        best = search.sort_values(["val_acc", "trial_id"], ascending=[False, True]).iloc[0]
+        best_method = json.loads(best["config_json"])["method"]
+        final = {"name": f"fashion_tuned_best_{slug(label)}", **base_spec()}
+        final["experiment"] = {**final["experiment"], "method": best_method}
+        final["search"] = {"algorithm": "grid", "seeds": [1, 2], "metric": "val_acc", "mode": "max"}
+        rows = [best] + [r for _, r in ok_rows(run_spec(final, storage, log, args.smoke)).sort_values("seed").iterrows()]
+        results.append({"method": label, "best": {k: best_method.get(k.split(".", 1)[1]) for k in space},
+                        "search_trials": int(len(search)) + search.attrs.get("stopped", 0),
+                        "search_stopped": search.attrs.get("stopped", 0), "search_val_best": float(best["val_acc"]),
+                        "seconds": round(time.time() - t0), "trial_ids": [r["trial_id"] for r in rows],
+                        "seeds": [int(r["seed"]) for r in rows], "section": section,
+                        **{m: [float(r[m]) for r in rows] for m in METRICS}})
+        print(json.dumps(results[-1], default=str), flush=True)
+        write_summary(storage, args.trials, time.time() - started, ce_test, results, bench_rows)
+
+
+def write_summary(storage: Path, trials: int, wall: float, ce_test: list[float], results: list[dict[str, Any]],
+                  bench_rows) -> None:
     lines = ["| method | best configuration (searched knobs) | default test | tuned test | tuned many / medium / few "
              "| Δ tuned − default | Δ tuned − CE | Δ default − CE |", "|---|---|---|---|---|---|---|---|"]
     for res in results:
@@ -205,12 +198,10 @@ def main() -> None:
                      f"{delta(res['test_acc'], d) if len(d) == 3 else 'n/a'} | {delta(res['test_acc'], ce_test)} | "
                      f"{delta(d, ce_test) if len(d) == 3 else 'n/a'} |")
     table = "\n".join(lines)
-    summary = {"trials_per_method": args.trials, "wall_seconds": round(wall), "final_seconds": final_seconds, "ce_test": ce_test, "methods": results}
+    summary = {"trials_per_method": trials, "wall_seconds": round(wall), "ce_test": ce_test, "methods": results}
     (storage / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     (storage / "summary.md").write_text(table + f"\n\nwall: {wall:.0f} s\n")
-    print(table)
-    print(f"wall: {wall:.0f} s")
-
+    print(table, f"\nwall: {wall:.0f} s", flush=True)
 
 if __name__ == "__main__":
     main()
