@@ -62,13 +62,13 @@ hard-aware loss (``ltsearch.losses.hard_aware``): CE weighted by w̃^c · w^c, w
   the loss only from 3.08 to 3.38 at the switch and ends at val 61.3 / test 60.3 against
   weighted's 60.1 / 59.6: no difference that would justify leaving the paper's form. The jump the
   earlier version showed (2.4 → 61.6) came from accumulating from epoch 0 (``hl_accumulate:
-  always``), not from the mean. The benchmark (lenet, 3 seeds, docs/results/fashion_mnist_lt.md)
-  agrees: mean 66.6 / 66.0, weighted 66.9 / 66.0 (val / test). On that data the hard-aware phase
-  itself costs 17 points (83.8 / 83.0 without it, ``hl_epoch: null``): the hard tail class (shirt)
-  resembles three head classes, its training accuracy at the switch is below ``hl_eps`` (0.9 % in
-  issue 24's review, seed 0), so its w̃ is the floor's 100 (with w^c 17× T-shirt's), and that
-  weighting turns the head classes into shirts. In the benchmark's mean and weighted runs w̃ is at
-  that floor, so they do not measure the scale reading where w̃ is not extreme. Search
+  always``), not from the mean. The previous benchmark run (lenet, 3 seeds, 16 epochs, floor 0.01;
+  docs/results/fashion_mnist_lt.md) agrees: mean 66.6 / 66.0, weighted 66.9 / 66.0 (val / test). On
+  that data the hard-aware phase there cost 17 points (83.8 / 83.0 without it, ``hl_epoch: null``):
+  the hard tail class (shirt) resembles three head classes, its training accuracy at the switch was
+  below the floor (0.9 % in issue 24's review, seed 0), so its w̃ was the floor's 100 (with w^c 17×
+  T-shirt's), and that weighting turned the head classes into shirts. With w̃ at the floor, those
+  mean and weighted runs do not measure the scale reading where w̃ is not extreme. Search
   ``hl_epoch`` (null included) on data with such a class.
 The hard-aware loss, the KL and inference use the head's logits times ``s`` when the head is
 normed (cosine logits in [−1, 1] would make softmax nearly uniform), as LDAM does.
