@@ -33,18 +33,6 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
-def parse_seeds(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text!r}: give at least one seed, without repeats")
-    return seeds
-
-
 def saved_spec(run_dir: str) -> Any:
     from ltsearch.results.run_dir import read_saved_spec
     from ltsearch.results.store import ResultStore
@@ -278,7 +266,9 @@ def ablate_cmd(
         raise UserError(f"--format: {format_!r} is not one of text, csv")
     if "://" not in run_dir and not (Path(run_dir) / "trials").is_dir():
         raise UserError(f"{run_dir}: not a run directory (no trials/ inside)")
-    table, meta = ablate(run_dir, from_, to, parse_seeds(seeds), address,
+    from ltsearch.spec import parse_seed_list  # not at import: ltsearch.spec pulls in the registries
+
+    table, meta = ablate(run_dir, from_, to, None if seeds is None else parse_seed_list(seeds), address,
                          log=lambda text: err_console.print(text, markup=False, highlight=False))
     if format_ == "csv":
         sys.stdout.write(A.csv(table))

@@ -439,6 +439,17 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def parse_seed_list(text: str) -> list[int]:
+    """``--seeds 0,1,2`` of a command (``ablate``, ``reproduce``): distinct integers, at least one."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: give at least one seed, without repeats")
+    return seeds
+
+
 def validate_spec_dict(raw: dict[str, Any], source: str = "spec") -> Spec:
     plugins = raw.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):

@@ -25,16 +25,6 @@ def _method_text(method: dict[str, Any]) -> str:
     return f"{method.get('name', 'single')}" + (f"({rest})" if rest else "")
 
 
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text!r}: give at least one seed, without repeats")
-    return seeds
-
-
 def _out(line: str) -> None:
     console.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -104,7 +94,8 @@ def reproduce(
     if not rows:
         raise UserError("reproduce: give row ids (or globs), --list or --compare RUN_DIR")
     chosen = select(table, rows)
-    run_dirs = run_rows(chosen, recipes, _parse_seeds(seeds), storage, smoke, address)
+    from ltsearch.spec import parse_seed_list
+    run_dirs = run_rows(chosen, recipes, parse_seed_list(seeds), storage, smoke, address)
     comps, _ = compare_runs([Path(d) for d in run_dirs], table, recipes)
     print_comparison(comps, [])
     _out(f"results: {', '.join(run_dirs)}")
