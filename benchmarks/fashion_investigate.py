@@ -5,7 +5,8 @@
 
 Two-stage variants reuse the benchmark's stage-1 networks through the stage cache (run the
 benchmark first with the same ``LTSEARCH_CACHE`` and they only train their stage 2). Prints one JSON
-line per variant: val and test accuracy (overall, many, medium, few), mean ± std over the seeds.
+line per variant: val and test accuracy (overall, many, medium, few), mean ± std over the seeds, and
+each seed's values (``per_seed``, in ``--seeds`` order) for paired differences.
 The variants follow the benchmark's current (11-epoch) recipe; the follow-ups of the earlier 16-epoch
 recipe that docs/results/fashion_mnist_lt.md also cites are this script at commit 78c524d.
 """
@@ -74,6 +75,7 @@ def main() -> None:
                 for k in KEYS:
                     vals = [m[k] for m in results[name]]
                     row[k] = f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}" if len(vals) > 1 else f"{vals[0]:.2f}"
+                row["per_seed"] = {k: [round(m[k], 2) for m in results[name]] for k in KEYS}  # seeds in --seeds order
                 print(json.dumps(row), flush=True)
 
 
