@@ -139,6 +139,17 @@ def method_spec(name: str, section: dict[str, Any] | list[dict[str, Any]], seeds
     return spec
 
 
+def search_spec(label: str, trials: int) -> dict[str, Any]:
+    """The method's search: ``trials`` Optuna (TPE) trials on seed 0, ASHA on validation, defaults first."""
+    section, space = METHODS[label]
+    spec = {"name": f"fashion_tuned_search_{slug(label)}", **base_spec()}
+    spec["experiment"] = {**spec["experiment"], "method": section}
+    spec["search"] = {"algorithm": "optuna", "sampler": "tpe", "space": space, "initial": [defaults_of(section, space)],
+                      "num_samples": trials, "seed": 0, "seeds": [0], "metric": "val_acc", "mode": "max",
+                      "scheduler": "asha", "grace_period": 4, "reduction_factor": 3}
+    return spec
+
+
 def by_section(rows, section: dict[str, Any]) -> list:
     """The ok rows whose resolved method section holds ``section``'s values, by seed."""
     match = [r for _, r in rows.iterrows()
@@ -175,13 +186,8 @@ def main() -> None:
     for label in args.methods:  # search; then the best and the defaults on seeds 1 and 2
         section, space = METHODS[label]
         default = defaults_of(section, space)
-        spec = {"name": f"fashion_tuned_search_{slug(label)}", **base_spec()}
-        spec["experiment"] = {**spec["experiment"], "method": section}
-        spec["search"] = {"algorithm": "optuna", "sampler": "tpe", "space": space, "initial": [default],
-                          "num_samples": args.trials, "seed": 0, "seeds": [0], "metric": "val_acc", "mode": "max",
-                          "scheduler": "asha", "grace_period": 4, "reduction_factor": 3}
         t0 = time.time()
-        search = ok_rows(run_spec(spec, storage, log, args.smoke))
+        search = ok_rows(run_spec(search_spec(label, args.trials), storage, log, args.smoke))
         best = search.sort_values(["val_acc", "trial_id"], ascending=[False, True]).iloc[0]
         best_method = json.loads(best["config_json"])["method"]
         default_section = {**section, **{k.split(".", 1)[1]: v for k, v in default.items()}}
@@ -217,7 +223,7 @@ def write_summary(storage: Path, trials: int, wall: float, ce_test: list[float],
              "| Δ tuned − default | Δ tuned − CE | Δ default − CE |", "|---|---|---|---|---|---|---|---|"]
     for res in results:
         d = res["default_test"]
-        knobs = ", ".join(f"{k.split('.', 1)[1]} {v:.3g}" if isinstance(v, float) else f"{k.split('.', 1)[1]} {v}"
+        knobs = ", ".join(f"{k.split('.', 1)[1]} {v:.4g}" if isinstance(v, float) else f"{k.split('.', 1)[1]} {v}"
                           for k, v in res["best"].items())
         groups = " / ".join(f"{sum(res[m]) / len(res[m]):.1f}" for m in METRICS[1:])
         lines.append(f"| {res['method']} | {knobs} | {fmt(d) if d else 'n/a'} | {fmt(res['test_acc'])} | {groups} | "
