@@ -36,7 +36,11 @@ hard-aware loss (``ltsearch.losses.hard_aware``): CE weighted by w̃^c · w^c, w
   1/((1 − m)·``hl_eps``) in the limit). The paper has none (it writes 1/acc); the default 0.1
   (w̃ ≤ 10 per update) is ltsearch's choice, by measurement: on Fashion-MNIST-LT the hard tail
   class (shirt) has 0.9 % training accuracy at the switch, so with a floor of 0.01 it gets w̃ = 100,
-  90 % of the loss weight, and one epoch turns the head classes into shirts; with 0.1 it gets 10
+  90 % of the loss weight, and one epoch turns the head classes into shirts; with 0.1 it gets 10.
+  On the benchmark's 11-epoch recipe (lenet, 3 seeds), floors 0.01 / 0.1 / 0.3 give val 75.6 /
+  77.9 / 78.9 and test 73.6 / 75.4 / 77.0: 0.01 is worse on every seed, and higher floors, which
+  flatten 1/acc towards plain DRW, help on this data. 0.1 is the smallest of the three that removes
+  the failure, so it keeps the paper's 1/acc for every class above 10 % training accuracy
   (docs/results/fashion_mnist_lt.md, "SDNHL's accuracy floor"). Search it with ``hl_momentum``
   (``search_spaces/hl_momentum.yaml``).
 - Other paper-silent defaults (ltsearch's choices, docs/methods.md): the paper gives m ∈ (0, 1)
@@ -68,8 +72,11 @@ hard-aware loss (``ltsearch.losses.hard_aware``): CE weighted by w̃^c · w^c, w
   the hard tail class (shirt) resembles three head classes, its training accuracy at the switch was
   below the floor (0.9 % in issue 24's review, seed 0), so its w̃ was the floor's 100 (with w^c 17×
   T-shirt's), and that weighting turned the head classes into shirts. With w̃ at the floor, those
-  mean and weighted runs do not measure the scale reading where w̃ is not extreme. Search
-  ``hl_epoch`` (null included) on data with such a class.
+  mean and weighted runs do not measure the scale reading where w̃ is not extreme. At the floor
+  0.1 and 3 hard-aware epochs (the benchmark's 11-epoch recipe, 3 seeds) they do: weighted gives
+  val 79.9 / test 77.4 against the mean's 77.9 / 75.4, higher on every seed but within seed noise
+  (+2.0 test, 95 % interval [−2.6, +6.5]). ``mean`` stays the default as the paper's form; search
+  ``hl_reduction`` and ``hl_epoch`` (null included) on data with such a class.
 The hard-aware loss, the KL and inference use the head's logits times ``s`` when the head is
 normed (cosine logits in [−1, 1] would make softmax nearly uniform), as LDAM does.
 
