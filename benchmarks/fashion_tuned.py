@@ -170,7 +170,8 @@ def main() -> None:
         args.methods = list(METHODS)
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
-        sys.exit(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)} or all")
+        print(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)} or all", file=sys.stderr)
+        sys.exit(2)
     storage = args.storage.resolve()
     storage.mkdir(parents=True, exist_ok=True)
     log = storage / "log.txt"

@@ -141,7 +141,7 @@ def run(
 ) -> None:
     """Run a hyperparameter search / ablation sweep with Ray Tune. Ctrl-C (SIGINT) or SIGTERM stops
     it cleanly (exit 130 / 143); `--resume` with the same spec continues it."""
-    from ltsearch.tune.search import plan_sweep, run_dir_for, run_sweep
+    from ltsearch.tune.search import grace_note, plan_sweep, run_dir_for, run_sweep
     from ltsearch.tune.live import LiveTable
 
     overrides = list(set_ or [])
@@ -161,6 +161,8 @@ def run(
     run_dir = run_dir_for(s, storage)
     plan = plan_sweep(s, run_dir)  # the grid is expanded and its trials resolved once, here
     _preflight_data(s, plan.trials)
+    if note := grace_note(s):
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     if plan.skipped and not resume:
         console.print(f"{plan.skipped} trial(s) already finished in {run_dir}; running the {len(plan.cells)} missing")
     again = _resume_command(spec, storage, list(set_ or []), smoke, address, from_, trial)

@@ -71,6 +71,26 @@ def test_grace_period_defaults_after_behaviour_change():
     assert grace_period(make_spec("a", {"scheduler": "asha", "grace_period": 3}, exp)) == 3
 
 
+def test_a_grace_period_before_a_switch_gets_a_note():
+    """The tuned comparison's lesson: grace 4 with DRW / hard-aware from epoch 8 lets ASHA judge the
+    phase's knobs before they act; the note names the epoch and the default that waits for it."""
+    from ltsearch.tune.search import grace_note
+
+    exp = {**EXPERIMENT, "method": {"name": "sdnhl", "hl_epoch": 8, "drw_epoch": 8},
+           "optim": {**EXPERIMENT["optim"], "epochs": 11, "lr_schedule": "cosine", "milestones": []}}
+    early = make_spec("a", {"scheduler": "asha", "grace_period": 4}, exp)
+    assert grace_note(early) == (
+        "note: search.grace_period 4 lets ASHA stop trials after 4 epochs, before the change at epoch 8 (counted "
+        "from 0: a method's switch -- DRW, a hard-aware phase, a stage -- or the first lr milestone), so what acts "
+        "from there is judged before it acts; unset, the grace period is 9")
+    assert grace_period(make_spec("a", {"scheduler": "asha"}, exp)) == 9
+    assert grace_note(make_spec("a", {"scheduler": "asha", "grace_period": 9}, exp)) is None  # sees epoch 8
+    assert grace_note(make_spec("a", {"scheduler": "asha"}, exp)) is None  # the default waits for it
+    assert grace_note(make_spec("a", {"grace_period": 4}, exp)) is None  # no ASHA, no rung
+    plain = {**exp, "method": {"name": "single", "loss": "ce"}}
+    assert grace_note(make_spec("a", {"scheduler": "asha", "grace_period": 4}, plain)) is None  # nothing switches
+
+
 @pytest.mark.slow
 def test_asha_stops_bad_trials_nan_fails_and_reused_actors_reset(tmp_path):
     spec = make_spec("asha", {

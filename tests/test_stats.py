@@ -422,3 +422,15 @@ def test_variance_counts_a_duplicated_run_once():
     rows = unit_rows("ce", values, key="k") + unit_rows("ce", {(0, 0): 0}, key="k") + unit_rows("ce", {(0, 0): 2}, key="k")
     s = V.by_configuration(pd.DataFrame(rows), "test_acc")["loss=ce"]
     assert s.runs == 4 and s.var_init == 2 and s.var_subset == 7
+
+
+def test_a_one_seed_search_report_says_why_it_has_no_paired_tables(tmp_path):
+    """A one-seed search (every configuration one run): no tables of single values under 'paired
+    differences' and 'P(> baseline)', one line saying what would give them."""
+    one = run_frame()
+    one = one[one["seed"] == 2]  # four configurations, one run each
+    a = write_run(tmp_path / "one", "one", one)
+    assert CliRunner().invoke(app, ["report", str(a), "-o", str(tmp_path / "r.html"), "--cdn"]).exit_code == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "Paired differences vs" not in page and "Probability of improvement over" not in page
+    assert "every configuration has one run (one seed)" in page and "search.seeds" in page

@@ -178,6 +178,25 @@ def failed_html(trials: pd.DataFrame) -> str:
                         "the rows of <code>RUN_DIR/trials/</code> whose status is failed or stopped")
 
 
+ONE_RUN_NOTE = ("Not shown: every configuration has one run (one seed), and a paired interval or P(> baseline) "
+                "needs two or more runs of a configuration. Set search.seeds (for example [0, 1, 2]) or search.race, "
+                "or run the best configurations on more seeds.")
+
+
+def comparison_sections(trials: pd.DataFrame, baseline: str | None) -> list[tuple[str, str]]:
+    """The paired differences and the probability of improvement; where no configuration has two runs (a
+    one-seed search), one line saying why they are not shown instead of tables of single values."""
+    ok = trials[trials["status"] == "ok"] if "status" in trials else trials
+    if not ok.empty:
+        df = S.with_configs(ok)
+        unit = [c for c in ("config_key", "subset_seed", "seed") if c in df]
+        runs = df[unit].drop_duplicates().groupby("config_key").size()
+        if len(runs) >= 2 and runs.max() < 2:
+            return [("Paired differences and probability of improvement",
+                     f'<p class="muted">{html.escape(ONE_RUN_NOTE)}</p>')]
+    return [*paired_section(trials, baseline), *improvement_section(trials, baseline)]
+
+
 def paired_section(trials: pd.DataFrame, baseline: str | None) -> list[tuple[str, str]]:
     """Paired per-seed differences of every configuration to the baseline (``report.stats``)."""
     from ltsearch.report import stats as T
@@ -256,8 +275,7 @@ def build_sections(run_dir: str | Path, trials: pd.DataFrame, epochs: pd.DataFra
         ("Best configurations", '<p class="muted">mean ± std over the ok seeds, ranked by mean val accuracy; '
                                 'many/medium/few are test accuracies, n/a where the group is empty.</p>'
                                 + bounded_html(S.best_table(trials))),
-        *paired_section(trials, baseline),
-        *improvement_section(trials, baseline),
+        *comparison_sections(trials, baseline),
         *variance_section(trials),
         *ablation_section(run_dir),
         ("Accuracy by class group", figure_div(F.group_bars(trials), "no ok trials")),

@@ -154,19 +154,42 @@ def param_types_for(spec: Spec) -> dict[str, Any]:
             for k, d in spec.search.space.items()}
 
 
+def _changes(spec: Spec) -> tuple[list[int], int]:
+    """The 0-based epochs where the experiment's behaviour changes (its plan's switches: DRW,
+    hard-aware loss, stage 2; and the first lr milestone) inside training, and its epochs."""
+    plan = trial_for(spec).plan
+    changes = list(plan.switches)
+    optim = spec.experiment.optim
+    if optim.lr_schedule == "step" and optim.milestones:
+        changes.append(min(optim.milestones))
+    return sorted(c for c in changes if 0 < c < plan.epochs), plan.epochs
+
+
 def grace_period(spec: Spec) -> int:
     """ASHA's grace period: from the YAML, else just after the method's last behaviour change (the
     switches its plan declares: DRW, hard-aware loss, stage 2; and the first lr milestone), so
     two-phase methods reach their second phase before ASHA may stop them."""
     if spec.search.grace_period:
         return spec.search.grace_period
-    plan = trial_for(spec).plan
-    changes = list(plan.switches)
-    optim = spec.experiment.optim
-    if optim.lr_schedule == "step" and optim.milestones:
-        changes.append(min(optim.milestones))
-    changes = [c for c in changes if 0 < c < plan.epochs]
-    return max(changes) + 1 if changes else max(1, plan.epochs // 4)
+    changes, epochs = _changes(spec)
+    return changes[-1] + 1 if changes else max(1, epochs // 4)
+
+
+def grace_note(spec: Spec) -> str | None:
+    """A ``note:`` when the YAML's ``search.grace_period`` lets ASHA stop trials before a behaviour
+    change (a method switch or the first lr milestone): knobs that act from there are judged before
+    they act. None without ASHA, without a YAML grace period, or when it waits for every change."""
+    if spec.search.scheduler != "asha" or not spec.search.grace_period:
+        return None
+    changes, _ = _changes(spec)
+    early = [c for c in changes if spec.search.grace_period <= c]
+    if not early:
+        return None
+    g = spec.search.grace_period
+    return (f"note: search.grace_period {g} lets ASHA stop trials after {g} epochs, before the change at epoch "
+            f"{early[-1]} (counted from 0: a method's switch -- DRW, a hard-aware phase, a stage -- or the first "
+            f"lr milestone), so what acts from there is judged before it acts; unset, the grace period is "
+            f"{changes[-1] + 1}")
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
